@@ -1,0 +1,7 @@
+#![no_std]
+#![no_main]
+//! placeholder
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,1 @@
+//! The local certificate authority: CA lifecycle and per-host leaf certificates.

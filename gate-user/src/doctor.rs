@@ -1,0 +1,1 @@
+//! The checks behind `gate doctor`.

@@ -1,0 +1,1 @@
+//! Linux enforcement: a cgroup per run with gate's eBPF programs attached.

@@ -1,0 +1,1 @@
+//! Firewall rule generators (iptables, nftables, pf, netsh): pure text, never applied.

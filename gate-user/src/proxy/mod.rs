@@ -1,0 +1,1 @@
+//! The proxy: explicit and transparent front doors, TLS interception, upstream, streaming.

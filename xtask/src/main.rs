@@ -1,0 +1,2 @@
+//! `cargo xtask`: what cargo alone cannot do for gate.
+fn main() {}

@@ -1,1 +1,5 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: finding the built binary, privilege checks,
+//! network namespaces as test hosts, and a local HTTPS upstream.
+pub mod netns;
+pub mod upstream;
+pub mod util;

@@ -1,1 +1,2 @@
 //! The local certificate authority: CA lifecycle and per-host leaf certificates.
+pub mod trust;

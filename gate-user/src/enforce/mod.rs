@@ -2,3 +2,5 @@
 //! sandbox-exec; Windows: WFP), each stating honestly what enforcement it got.
 #[cfg(target_os = "linux")]
 pub mod linux;
+pub mod macos;
+pub mod windows;

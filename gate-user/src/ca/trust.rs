@@ -1,0 +1,1 @@
+//! How to make the system, browsers and language runtimes trust gate's CA (`gate ca trust`).

@@ -1,0 +1,1 @@
+//! macOS enforcement: the child runs under sandbox-exec with a generated profile.

@@ -1,0 +1,1 @@
+//! Windows enforcement: WFP filters (or netsh advfirewall rules) scoped to the child.

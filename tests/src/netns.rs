@@ -1,0 +1,1 @@
+//! Test hosts: network namespaces joined to the host by veth pairs, made and removed by tests.

@@ -1,0 +1,42 @@
+//! Small helpers: the built `gate` binary, root checks that fail loudly under CI, temp dirs.
+use std::path::PathBuf;
+
+/// True when running under CI (CI=true): a test that cannot run must fail, not skip.
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// True when the test may use root-only features. Outside CI a non-root run prints why it skips
+/// and returns false; under CI it panics, so a missing privilege can never look like a pass.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc_geteuid() } == 0;
+    if root {
+        return true;
+    }
+    assert!(!is_ci(), "{test}: needs root, and CI=true forbids skipping");
+    eprintln!("SKIP {test}: needs root (run the suite as root, as CI does)");
+    false
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Path of the built `gate` binary: `$GATE_BIN`, else `target/<profile>/gate` beside this test.
+pub fn gate_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GATE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/gate
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("gate");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p gate-user` first (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}

@@ -390,14 +390,18 @@ mod linux {
 
         // Canary: prove from inside the cgroup that connect() reaches gate with its original
         // destination recorded, before the agent runs.
-        let canary_ok = run_canary(guard.cgroup_path(), user.as_ref(), canary_dst, &token).await
-            && canary_rx.try_recv().is_ok();
-        if !canary_ok {
+        let canary = run_canary(guard.cgroup_path(), user.as_ref(), canary_dst, &token).await;
+        let canary = match canary {
+            Ok(()) if canary_rx.try_recv().is_ok() => Ok(()),
+            Ok(()) => Err("gate's listener never saw the canary connection".to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(why) = canary {
             shutdown(accept_tasks, event_task, dns, guard).await;
             bail!(
-                "self-test failed: a connection from inside the agent's cgroup did not reach gate's \
-                 listener with its original destination; refusing to start (the kernel hooks are \
-                 not working, so nothing would be enforced)"
+                "self-test failed ({why}): a connection from inside the agent's cgroup did not \
+                 reach gate's listener with its original destination; refusing to start, since \
+                 nothing would be enforced"
             );
         }
         tracing::debug!("canary passed");
@@ -467,23 +471,24 @@ mod linux {
         user: Option<&child::ChildUser>,
         dst: SocketAddr,
         token: &str,
-    ) -> bool {
-        let Ok(exe) = std::env::current_exe() else {
-            return false;
-        };
+    ) -> Result<(), String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("locating gate's own binary: {e}"))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("__canary").arg(dst.to_string()).arg(token);
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());
-        if child::confine(&mut cmd, cgroup, user).is_err() {
-            return false;
-        }
+        child::confine(&mut cmd, cgroup, user).map_err(|e| e.to_string())?;
         let mut cmd = tokio::process::Command::from(cmd);
         cmd.kill_on_drop(true);
-        let Ok(mut c) = cmd.spawn() else { return false };
+        let mut c = cmd
+            .spawn()
+            .map_err(|e| format!("starting the canary: {e}"))?;
         match tokio::time::timeout(std::time::Duration::from_secs(5), c.wait()).await {
-            Ok(Ok(status)) => status.success(),
-            _ => false,
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(format!("the canary exited with {status}")),
+            Ok(Err(e)) => Err(format!("waiting for the canary: {e}")),
+            Err(_) => Err("the canary timed out".into()),
         }
     }
 

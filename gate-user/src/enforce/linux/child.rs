@@ -86,6 +86,13 @@ pub fn confine(
             if libc::write(fd, b"0\n".as_ptr().cast(), 2) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Before dropping privileges (it needs CAP_SETPCAP): CAP_NET_RAW opens the socket families the cgroup hooks never see (AF_PACKET) and
+            // raw IP: drop it from the bounding set so not even a root child can get it back,
+            // and from the current sets.
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_RAW, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            drop_current_cap(CAP_NET_RAW)?;
             if let Some((uid, gid, groups)) = &ids {
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                     || libc::setgid(*gid) != 0
@@ -107,6 +114,63 @@ pub fn confine(
             );
             Ok(())
         });
+    }
+    Ok(())
+}
+
+const CAP_NET_RAW: libc::c_ulong = 13;
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Clears one capability from the calling thread's effective, permitted, inheritable and
+/// ambient sets. Async-signal-safe: two system calls on stack values.
+fn drop_current_cap(cap: libc::c_ulong) -> std::io::Result<()> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+    // SAFETY: capget/capset with a version-3 header and a two-element data array, as the
+    // kernel ABI requires; both live on this stack frame for the duration of the calls.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        data[word].effective &= !bit;
+        data[word].permitted &= !bit;
+        data[word].inheritable &= !bit;
+        if libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_LOWER, cap, 0, 0);
     }
     Ok(())
 }

@@ -11,3 +11,4 @@ pub mod enforce;
 pub mod harden;
 pub mod policy;
 pub mod proxy;
+pub mod redact;

@@ -1,0 +1,440 @@
+//! Seeing through encodings: a body is scanned as it is, with JSON string escapes undone, with
+//! URL encoding undone, and inside base64 blocks (depth-limited), so a secret cannot hide behind
+//! an encoding. Every finding is mapped back to the raw bytes, and the redaction is applied
+//! there: the rest of the body stays byte-for-byte what the agent sent.
+use std::ops::Range;
+
+use base64::Engine as _;
+
+use super::{Edit, RedactionKey, Span};
+
+/// Anything that finds secrets in a byte string (the scanner, in production).
+pub trait Finder {
+    fn find(&self, data: &[u8]) -> Vec<Span>;
+}
+
+impl<F: Fn(&[u8]) -> Vec<Span>> Finder for F {
+    fn find(&self, data: &[u8]) -> Vec<Span> {
+        self(data)
+    }
+}
+
+/// A decoded copy of (part of) the raw body, with where each decoded byte came from.
+#[derive(Debug)]
+pub struct View {
+    pub text: Vec<u8>,
+    /// `map[i]` is the raw offset where decoded byte `i` starts; `map[text.len()]` is the end.
+    map: Vec<usize>,
+}
+
+impl View {
+    /// The raw range covering decoded `range`.
+    pub fn raw_range(&self, range: Range<usize>) -> Range<usize> {
+        let end = range.end.min(self.text.len());
+        let start = range.start.min(end);
+        self.map[start]..self.map[end]
+    }
+}
+
+/// Undoes JSON string escapes (`\n`, `\"`, `\u0041`, surrogate pairs) wherever they appear.
+/// None when there is no escape at all (the raw scan already saw everything).
+pub fn json_unescaped(raw: &[u8]) -> Option<View> {
+    memchr_byte(raw, b'\\')?;
+    let mut text = Vec::with_capacity(raw.len());
+    let mut map = Vec::with_capacity(raw.len() + 1);
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != b'\\' || i + 1 >= raw.len() {
+            text.push(raw[i]);
+            map.push(i);
+            i += 1;
+            continue;
+        }
+        let simple = match raw[i + 1] {
+            b'n' => Some(b'\n'),
+            b't' => Some(b'\t'),
+            b'r' => Some(b'\r'),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            text.push(c);
+            map.push(i);
+            i += 2;
+            continue;
+        }
+        if raw[i + 1] == b'u'
+            && let Some(cp) = hex4(raw.get(i + 2..i + 6))
+        {
+            let (ch, used) = if (0xD800..0xDC00).contains(&cp)
+                && raw.get(i + 6..i + 8) == Some(b"\\u")
+                && let Some(lo) = hex4(raw.get(i + 8..i + 12))
+                && (0xDC00..0xE000).contains(&lo)
+            {
+                (
+                    char::from_u32(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)),
+                    12,
+                )
+            } else {
+                (char::from_u32(cp), 6)
+            };
+            let ch = ch.unwrap_or('\u{FFFD}');
+            let mut buf = [0u8; 4];
+            for &b in ch.encode_utf8(&mut buf).as_bytes() {
+                text.push(b);
+                map.push(i);
+            }
+            i += used;
+            continue;
+        }
+        text.push(raw[i]);
+        map.push(i);
+        i += 1;
+    }
+    map.push(raw.len());
+    Some(View { text, map })
+}
+
+fn hex4(b: Option<&[u8]>) -> Option<u32> {
+    let s = std::str::from_utf8(b?).ok()?;
+    u32::from_str_radix(s, 16).ok()
+}
+
+fn hexval(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Undoes `%XX` URL encoding (and `+` for space) wherever it appears. None without any `%XX`.
+pub fn url_decoded(raw: &[u8]) -> Option<View> {
+    let has = raw
+        .windows(3)
+        .any(|w| w[0] == b'%' && hexval(w[1]).is_some() && hexval(w[2]).is_some());
+    if !has {
+        return None;
+    }
+    let mut text = Vec::with_capacity(raw.len());
+    let mut map = Vec::with_capacity(raw.len() + 1);
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%'
+            && i + 2 < raw.len()
+            && let (Some(h), Some(l)) = (hexval(raw[i + 1]), hexval(raw[i + 2]))
+        {
+            text.push(h * 16 + l);
+            map.push(i);
+            i += 3;
+            continue;
+        }
+        text.push(if raw[i] == b'+' { b' ' } else { raw[i] });
+        map.push(i);
+        i += 1;
+    }
+    map.push(raw.len());
+    Some(View { text, map })
+}
+
+fn memchr_byte(h: &[u8], b: u8) -> Option<usize> {
+    h.iter().position(|&c| c == b)
+}
+
+/// Shortest base64 run worth decoding (18 decoded bytes).
+const MIN_BASE64: usize = 24;
+
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+}
+
+/// Maximal base64 runs (standard or URL-safe alphabet, optional `=` padding) of useful length.
+pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        if !is_b64(raw[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < raw.len() && is_b64(raw[i]) {
+            i += 1;
+        }
+        let mut end = i;
+        while end < raw.len() && raw[end] == b'=' && end - i < 2 {
+            end += 1;
+        }
+        if i - start >= MIN_BASE64 {
+            out.push(start..end);
+        }
+        i = end.max(i);
+    }
+    out
+}
+
+/// Decodes a run with whichever alphabet fits; None if it is not valid base64. The engine
+/// returned re-encodes in the same style: padded when the run's length is a multiple of four
+/// (as standard base64 always is), unpadded otherwise.
+fn decode_b64(run: &[u8]) -> Option<(Vec<u8>, base64::engine::GeneralPurpose)> {
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let url = run.iter().any(|&b| b == b'-' || b == b'_');
+    let alphabet = if url { &URL_SAFE } else { &STANDARD };
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let decoded = GeneralPurpose::new(alphabet, lenient).decode(run).ok()?;
+    let padded = run.len() % 4 == 0;
+    let style = GeneralPurpose::new(
+        alphabet,
+        GeneralPurposeConfig::new().with_encode_padding(padded),
+    );
+    Some((decoded, style))
+}
+
+/// Text-like enough to be worth scanning: most of the first bytes printable (images and other
+/// binary blobs are skipped quickly).
+fn texty(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(256)];
+    let printable = head
+        .iter()
+        .filter(|&&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
+    !head.is_empty() && printable * 10 >= head.len() * 9
+}
+
+/// What scanning a body found: the edits that redact it, and each placeholder with its value
+/// (for the vault). Values never leave memory.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub edits: Vec<Edit>,
+    pub values: Vec<(String, Vec<u8>)>,
+}
+
+impl Plan {
+    /// Rules and placeholders of the edits that will be applied (overlaps removed).
+    pub fn findings(&self) -> Vec<(String, String, &'static str)> {
+        super::non_overlapping(&self.edits)
+            .into_iter()
+            .flat_map(|e| {
+                e.findings
+                    .iter()
+                    .map(move |(r, p)| (r.clone(), p.clone(), e.layer))
+            })
+            .collect()
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.edits.is_empty()
+    }
+
+    /// The body with every secret replaced by its placeholder.
+    pub fn apply(&self, raw: &[u8]) -> Vec<u8> {
+        super::apply_edits(raw, &self.edits)
+    }
+}
+
+/// Finds every secret in `raw` through all layers (base64 nested up to `depth`).
+pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -> Plan {
+    let mut plan = Plan::default();
+    let mut add =
+        |plan: &mut Plan, range: Range<usize>, value: &[u8], rule: &str, layer: &'static str| {
+            let ph = key.placeholder(rule, value);
+            plan.values.push((ph.clone(), value.to_vec()));
+            plan.edits.push(Edit {
+                range,
+                replacement: ph.clone().into_bytes(),
+                findings: vec![(rule.to_string(), ph)],
+                layer,
+            });
+        };
+    for s in finder.find(raw) {
+        if s.start < s.end && s.end <= raw.len() {
+            add(
+                &mut plan,
+                s.start..s.end,
+                &raw[s.start..s.end],
+                &s.rule,
+                "raw",
+            );
+        }
+    }
+    for (view, layer) in [(json_unescaped(raw), "json"), (url_decoded(raw), "url")] {
+        let Some(view) = view else { continue };
+        for s in finder.find(&view.text) {
+            if s.start < s.end && s.end <= view.text.len() {
+                let value = view.text[s.start..s.end].to_vec();
+                add(
+                    &mut plan,
+                    view.raw_range(s.start..s.end),
+                    &value,
+                    &s.rule,
+                    layer,
+                );
+            }
+        }
+    }
+    if depth > 0 {
+        for run in base64_runs(raw) {
+            let Some((decoded, engine)) = decode_b64(&raw[run.clone()]) else {
+                continue;
+            };
+            if !texty(&decoded) {
+                continue;
+            }
+            let inner = self::plan(&decoded, finder, key, depth - 1);
+            if inner.is_clean() {
+                continue;
+            }
+            let redacted = inner.apply(&decoded);
+            let findings = inner
+                .findings()
+                .into_iter()
+                .map(|(r, p, _)| (r, p))
+                .collect();
+            plan.values.extend(inner.values);
+            plan.edits.push(Edit {
+                range: run,
+                replacement: engine.encode(&redacted).into_bytes(),
+                findings,
+                layer: "base64",
+            });
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in scanner: finds the literal token `SECRETTOKEN` followed by 8 digits.
+    fn finder(data: &[u8]) -> Vec<Span> {
+        let needle = b"SECRETTOKEN";
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i + needle.len() + 8 <= data.len() {
+            if &data[i..i + needle.len()] == needle
+                && data[i + needle.len()..i + needle.len() + 8]
+                    .iter()
+                    .all(u8::is_ascii_digit)
+            {
+                out.push(Span {
+                    start: i,
+                    end: i + needle.len() + 8,
+                    rule: "test-token".into(),
+                });
+                i += needle.len() + 8;
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    fn key() -> RedactionKey {
+        RedactionKey::from_bytes([1u8; 32])
+    }
+
+    fn secret() -> String {
+        format!("SECRET{}{}", "TOKEN", "12345678")
+    }
+
+    fn redact(raw: &[u8]) -> (Vec<u8>, Plan) {
+        let p = plan(raw, &finder, &key(), 2);
+        (p.apply(raw), p)
+    }
+
+    #[test]
+    fn plain_secret_is_replaced_and_rest_is_byte_exact() {
+        let raw = format!("{{\"a\":\"x {} y\",\"b\":1}}", secret());
+        let (out, p) = redact(raw.as_bytes());
+        let ph = key().placeholder("test-token", secret().as_bytes());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{{\"a\":\"x {ph} y\",\"b\":1}}")
+        );
+        assert_eq!(p.findings().len(), 1);
+    }
+
+    #[test]
+    fn json_unicode_escapes_do_not_hide_a_secret() {
+        let escaped: String = secret()
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        let raw = format!("{{\"content\":\"key={escaped}\\n\"}}");
+        let (out, p) = redact(raw.as_bytes());
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("\\u0053\\u0045"), "{out}");
+        assert_eq!(
+            out,
+            format!(
+                "{{\"content\":\"key={}\\n\"}}",
+                key().placeholder("test-token", secret().as_bytes())
+            )
+        );
+        assert_eq!(p.findings()[0].2, "json");
+    }
+
+    #[test]
+    fn url_encoding_does_not_hide_a_secret() {
+        let enc: String = secret().bytes().map(|b| format!("%{b:02X}")).collect();
+        let raw = format!("q=1&token={enc}&z=2");
+        let (out, _) = redact(raw.as_bytes());
+        let ph = key().placeholder("test-token", secret().as_bytes());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("q=1&token={ph}&z=2")
+        );
+    }
+
+    #[test]
+    fn base64_blocks_nested_twice_are_seen_through_and_re_encoded() {
+        use base64::engine::general_purpose::STANDARD;
+        let inner = STANDARD.encode(format!("config: {}\n", secret()));
+        let outer = STANDARD.encode(format!("payload={inner}"));
+        let raw = format!("{{\"file\":\"{outer}\"}}");
+        let (out, p) = redact(raw.as_bytes());
+        let out = String::from_utf8(out).unwrap();
+        let new_outer = &out["{\"file\":\"".len()..out.len() - 2];
+        let decoded = String::from_utf8(STANDARD.decode(new_outer).unwrap()).unwrap();
+        let new_inner = decoded.strip_prefix("payload=").unwrap();
+        let innermost = String::from_utf8(STANDARD.decode(new_inner).unwrap()).unwrap();
+        assert_eq!(
+            innermost,
+            format!(
+                "config: {}\n",
+                key().placeholder("test-token", secret().as_bytes())
+            )
+        );
+        assert_eq!(p.findings().len(), 1);
+    }
+
+    #[test]
+    fn binary_base64_is_skipped_and_left_alone() {
+        use base64::engine::general_purpose::STANDARD;
+        let blob: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+        let raw = format!("data:image/png;base64,{}", STANDARD.encode(&blob));
+        let (out, p) = redact(raw.as_bytes());
+        assert!(p.is_clean());
+        assert_eq!(out, raw.as_bytes());
+    }
+
+    #[test]
+    fn many_decoys_and_one_secret() {
+        let mut raw = String::new();
+        for i in 0..500 {
+            raw.push_str(&format!("SECRETTOKEN{i:07}x "));
+        }
+        raw.push_str(&secret());
+        let (out, p) = redact(raw.as_bytes());
+        assert_eq!(p.findings().len(), 1);
+        assert!(!String::from_utf8(out).unwrap().contains(&secret()));
+    }
+}

@@ -189,7 +189,7 @@ fn decode_b64(run: &[u8]) -> Option<(Vec<u8>, base64::engine::GeneralPurpose)> {
     let lenient =
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let decoded = GeneralPurpose::new(alphabet, lenient).decode(run).ok()?;
-    let padded = run.len() % 4 == 0;
+    let padded = run.len().is_multiple_of(4);
     let style = GeneralPurpose::new(
         alphabet,
         GeneralPurposeConfig::new().with_encode_padding(padded),
@@ -242,7 +242,7 @@ impl Plan {
 /// Finds every secret in `raw` through all layers (base64 nested up to `depth`).
 pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -> Plan {
     let mut plan = Plan::default();
-    let mut add =
+    let add =
         |plan: &mut Plan, range: Range<usize>, value: &[u8], rule: &str, layer: &'static str| {
             let ph = key.placeholder(rule, value);
             plan.values.push((ph.clone(), value.to_vec()));

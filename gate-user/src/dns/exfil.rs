@@ -224,6 +224,26 @@ mod tests {
         "bright-sun-1234.fly.dev",
         "my-feature-branch-abc123def-my-team.vercel.app",
         "deploy-preview-1234--my-site-name.netlify.app",
+        "cdk-hnb659fds-assets-123456789012-us-east-1.s3.us-east-1.amazonaws.com",
+        "elasticbeanstalk-us-east-1-123456789012.s3.amazonaws.com",
+        "my-service-abcdefghij-uc.a.run.app",
+        "34-120-50-1.bc.googleusercontent.com",
+        "20240101t123456-dot-my-project-id.uc.r.appspot.com",
+        "r3---sn-4g5e6nzz.gvt1.com",
+        "lh3.googleusercontent.com",
+        "westus2-0.in.applicationinsights.azure.com",
+        "az764295.vo.msecnd.net",
+        "copilot-proxy.githubusercontent.com",
+        "5f3c2e1a-8b7d-4c6e-9a0f-1b2c3d4e5f60.cfargotunnel.com",
+        "my-app-1234567890ab-abcdef123456.herokuapp.com",
+        "my-project--pr42-feature-branch-x1y2z3w4.web.app",
+        "1a2b-203-0-113-1.ngrok-free.app",
+        "10-0-0-1.nip.io",
+        "_xmpp-client._tcp.example.com",
+        "2.0.0.127.zen.spamhaus.org",
+        "7c4a8d09ca3762af61e59520943dc26494f8941b.hashbl.example.net",
+        "d41d8cd98f00b204e9800998ecf8427e.malware.hash.cymru.com",
+        "sha256-9f86d081884c7d659a2feaa0c55ad015.cdn.example.com",
     ];
 
     /// Names that carry data in their labels: every one must be refused.
@@ -262,6 +282,40 @@ mod tests {
         for name in EXFIL {
             assert!(check(&labels(name)).is_some(), "missed: {name}");
         }
+    }
+
+    /// Each rule catches something the others miss.
+    #[test]
+    fn each_rule_earns_its_place() {
+        let high = |n: &str| matches!(check(&labels(n)), Some(Exfil::HighEntropyLabel { .. }));
+        // A 45-character base32 run.
+        assert!(high(
+            "eki5rtodcbar47wcon4kmyojgumhyb7e2vrw5g6dyqale.17.evil.test"
+        ));
+        // base64url whose `-` cut it into runs too short for the run rules: the whole label.
+        assert!(high(
+            "aB3dE7fG1hJ2kL9mN4pQ-rS6tU8vW1xY5zAe0Kq-bC7dE3fG9hJ2kL4mN6pQ8rS.evil.test"
+        ));
+        // Hex of text is low in entropy: caught by its alphabet and length.
+        assert_eq!(
+            check(&labels(
+                "726f6f743a783a303a303a726f6f743a2f726f6f743a2f62696e2f626173.evil.test"
+            )),
+            Some(Exfil::EncodedLabel {
+                len: 60,
+                alphabet: "hex"
+            })
+        );
+        // Short chunks spread over labels.
+        assert!(matches!(
+            check(&labels(
+                "2d2d2d2d2d424547494e205253412050.524956415445204b45592d2d2d2d2d0a.evil.test"
+            )),
+            Some(Exfil::ManyDataLabels {
+                labels: 2,
+                chars: 64
+            })
+        ));
     }
 
     #[test]

@@ -361,7 +361,8 @@ impl Ctx {
         let q = match wire::question(msg) {
             Ok(q) => q,
             Err(e) => {
-                self.refuse(None, format!("malformed DNS query refused: {e}"));
+                self.refuse(None, format!("malformed DNS query refused: {e}"))
+                    .await;
                 return wire::error_reply(msg, None, wire::RCODE_FORMERR);
             }
         };
@@ -373,7 +374,8 @@ impl Ctx {
                     "DNS opcode {} refused: only standard queries are forwarded",
                     header.opcode
                 ),
-            );
+            )
+            .await;
             return wire::error_reply(msg, end, wire::RCODE_NOTIMP);
         }
         if matches!(q.qtype, wire::QTYPE_AXFR | wire::QTYPE_IXFR) {
@@ -383,16 +385,17 @@ impl Ctx {
                     "DNS zone transfer of {} refused: zone transfers are not forwarded",
                     shown_name(&q.name)
                 ),
-            );
+            )
+            .await;
             return wire::error_reply(msg, end, wire::RCODE_REFUSED);
         }
         if let Some(reason) = refusal(&self.policy, self.block_exfiltration, &q) {
-            self.refuse(Some(&q), reason);
+            self.refuse(Some(&q), reason).await;
             return wire::error_reply(msg, end, wire::RCODE_REFUSED);
         }
         let mut event = Event::new(EventKind::Dns, Decision::Allow);
         event.host = Some(shown_name(&q.name).to_string());
-        if let Err(e) = self.audit.record(&event) {
+        if let Err(e) = self.record(event).await {
             tracing::error!(
                 "DNS query for {} refused: the audit log could not record it: {e}",
                 shown_name(&q.name)
@@ -416,13 +419,22 @@ impl Ctx {
     }
 
     /// Records a refusal (the reply is a refusal whether or not the record succeeds).
-    fn refuse(&self, q: Option<&Question>, reason: String) {
+    async fn refuse(&self, q: Option<&Question>, reason: String) {
         let mut event = Event::new(EventKind::Dns, Decision::Deny);
         event.host = q.map(|q| shown_name(&q.name).to_string());
         tracing::info!("{reason}");
         event.reason = Some(reason);
-        if let Err(e) = self.audit.record(&event) {
+        if let Err(e) = self.record(event).await {
             tracing::error!("DNS refusal could not be recorded in the audit log: {e}");
+        }
+    }
+
+    /// Appends one event off the async threads: a refusal is synced to disk before it returns.
+    async fn record(&self, event: Event) -> Result<(), String> {
+        let audit = self.audit.clone();
+        match tokio::task::spawn_blocking(move || audit.record(&event)).await {
+            Ok(done) => done.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("audit writer task failed: {e}")),
         }
     }
 }

@@ -429,3 +429,41 @@ async fn shutdown_stops_answering_and_frees_the_port() {
     assert!(TcpStream::connect(addr).await.is_err());
     assert!(std::net::UdpSocket::bind(addr).is_ok(), "port released");
 }
+
+#[tokio::test]
+async fn mangled_queries_never_break_the_forwarder() {
+    let s = setup(false, false).await;
+    let ctx = Ctx {
+        policy: HostPolicy::default(),
+        block_exfiltration: true,
+        audit: Arc::new(AuditLog::open(s.dir.path(), "fuzz").unwrap()),
+        upstream: Upstreams::new(vec![s.up.addr]),
+    };
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let base = wire::build_query(1, "www.example.test", 1);
+    for _ in 0..300 {
+        let mut m = base.clone();
+        m.resize((next() % 40) as usize, 0);
+        for _ in 0..(next() % 4) {
+            if !m.is_empty() {
+                let i = (next() % m.len() as u64) as usize;
+                m[i] = next() as u8;
+            }
+        }
+        if let Some(r) = ctx.answer(&m, Transport::Tcp).await {
+            let h = wire::header(&r).expect("a reply has a header");
+            assert!(h.is_response);
+            assert_eq!(&r[..2], &m[..2], "client id kept");
+        }
+    }
+    // Still serving.
+    let r = udp_ask(s.addr(), &base).await.expect("an answer");
+    assert_eq!(wire::rcode(&r), Some(0));
+    s.end().await;
+}

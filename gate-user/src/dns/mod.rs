@@ -61,6 +61,23 @@ pub struct DnsSettings {
     pub block_exfiltration: bool,
 }
 
+impl DnsSettings {
+    /// Listening on 127.0.0.1 and (when the host has IPv6 on loopback) ::1, on a free port.
+    pub fn loopback(upstream: Vec<SocketAddr>, deny: HostPolicy, block_exfiltration: bool) -> Self {
+        let v6 = std::net::Ipv6Addr::LOCALHOST;
+        Self {
+            listen_v4: std::net::Ipv4Addr::LOCALHOST.into(),
+            listen_v6: std::net::UdpSocket::bind((v6, 0))
+                .is_ok()
+                .then_some(v6.into()),
+            port: 0,
+            upstream,
+            deny,
+            block_exfiltration,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
     #[error("DNS forwarder cannot listen on {addr} ({proto}): {source}")]

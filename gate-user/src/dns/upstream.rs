@@ -197,6 +197,102 @@ pub fn system_resolvers(path: &Path) -> std::io::Result<Vec<SocketAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use tokio::task::JoinSet;
+
+    /// A UDP server on 127.0.0.1 that answers each query with `behave(query)` (a list of
+    /// datagrams to send back, possibly empty).
+    async fn server(
+        tasks: &mut JoinSet<()>,
+        behave: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + 'static,
+    ) -> SocketAddr {
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = sock.local_addr().unwrap();
+        tasks.spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                for d in behave(&buf[..n]) {
+                    let _ = sock.send_to(&d, peer).await;
+                }
+            }
+        });
+        addr
+    }
+
+    fn reply(query: &[u8], rcode: u8, mark: u8) -> Vec<u8> {
+        let mut r = query.to_vec();
+        r[2] |= 0x80;
+        r[3] = 0x80 | rcode;
+        r.push(mark);
+        r
+    }
+
+    fn quick(servers: Vec<SocketAddr>) -> Upstreams {
+        let mut u = Upstreams::new(servers);
+        u.udp_timeout = Duration::from_millis(200);
+        u.tcp_timeout = Duration::from_millis(500);
+        u
+    }
+
+    #[tokio::test]
+    async fn silent_and_failing_servers_are_skipped() {
+        let mut tasks = JoinSet::new();
+        let silent = server(&mut tasks, |_| vec![]).await;
+        let refusing = server(&mut tasks, |q| vec![reply(q, wire::RCODE_REFUSED, 1)]).await;
+        let good = server(&mut tasks, |q| vec![reply(q, 0, 2)]).await;
+        let q = wire::build_query(1, "a.test", 1);
+        let parsed = wire::question(&q).unwrap();
+        let r = quick(vec![silent, refusing, good])
+            .resolve(&q, &parsed, false)
+            .await
+            .unwrap();
+        assert_eq!(r.last(), Some(&2));
+        // Only poor answers: the poor answer, not an error.
+        let r = quick(vec![silent, refusing])
+            .resolve(&q, &parsed, false)
+            .await
+            .unwrap();
+        assert_eq!(wire::rcode(&r), Some(wire::RCODE_REFUSED));
+        // Nothing at all: an error naming what was tried.
+        let e = quick(vec![silent]).resolve(&q, &parsed, false).await;
+        assert!(e.is_err());
+    }
+
+    #[tokio::test]
+    async fn replies_with_the_wrong_id_or_question_are_ignored() {
+        let mut tasks = JoinSet::new();
+        let tricky = server(&mut tasks, |q| {
+            let mut wrong_id = reply(q, 0, 1);
+            wrong_id[0] ^= 0xff;
+            let mut wrong_name = reply(q, 0, 2);
+            wrong_name[13] ^= 0x01;
+            vec![wrong_id, wrong_name, reply(q, 0, 3)]
+        })
+        .await;
+        let q = wire::build_query(1, "a.test", 1);
+        let parsed = wire::question(&q).unwrap();
+        let r = quick(vec![tricky])
+            .resolve(&q, &parsed, false)
+            .await
+            .unwrap();
+        assert_eq!(r.last(), Some(&3));
+    }
+
+    #[tokio::test]
+    async fn each_try_uses_a_fresh_random_id() {
+        let mut tasks = JoinSet::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let silent = server(&mut tasks, move |q| {
+            let _ = tx.send(u16::from_be_bytes([q[0], q[1]]));
+            vec![]
+        })
+        .await;
+        let q = wire::build_query(0, "a.test", 1);
+        let parsed = wire::question(&q).unwrap();
+        let _ = quick(vec![silent]).resolve(&q, &parsed, false).await;
+        let (a, b) = (rx.recv().await.unwrap(), rx.recv().await.unwrap());
+        assert_ne!(a, b, "two tries, two ids");
+    }
 
     #[test]
     fn resolv_conf_nameservers() {

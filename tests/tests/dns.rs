@@ -43,11 +43,23 @@ fn reply(query: &[u8]) -> Option<Vec<u8>> {
     Some(r)
 }
 
+/// UDP and TCP on one free port of 127.0.0.1 (a port free for UDP may be taken for TCP by
+/// another test running at the same time: try again).
+async fn bind_pair() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
+}
+
 /// A fake resolver on 127.0.0.1, UDP and TCP on one port; counts the queries it sees.
 async fn fake_upstream(tasks: &mut JoinSet<()>) -> (SocketAddr, Arc<AtomicUsize>) {
-    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let (udp, tcp) = bind_pair().await;
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
     tasks.spawn(async move {
@@ -163,9 +175,13 @@ async fn dig_through_the_forwarder() {
     // Deny list and exfiltration: REFUSED, and nothing reaches the upstream.
     let out = dig(v4, port, "c2.evil.test", &[]).await;
     assert!(out.contains("status: REFUSED"), "{out}");
+    // dig shows why (RFC 8914 Extended DNS Error).
+    assert!(out.contains("EDE: 15 (Blocked)"), "{out}");
+    assert!(out.contains("deny list"), "{out}");
     let exfil = "ojclrtj2s7yrvzsra4cqnjukalyocynpg74gzoihq44mg4hqp2gtwwb3vu4me5i.data.example.test";
     let out = dig(v4, port, exfil, &["+tcp"]).await;
     assert!(out.contains("status: REFUSED"), "{out}");
+    assert!(out.contains("exfiltration"), "{out}");
     assert_eq!(seen.load(Ordering::SeqCst), forwarded);
 
     fwd.shutdown().await;

@@ -337,19 +337,17 @@ async fn serve_tcp_conn(mut stream: TcpStream, ctx: Arc<Ctx>) {
     }
 }
 
-/// Why a name is refused, as one line a person can act on.
+/// Why a name is refused, in words a person can act on (without the name itself, so the client
+/// can be told too).
 fn refusal(policy: &HostPolicy, block_exfiltration: bool, q: &Question) -> Option<String> {
-    let shown = shown_name(&q.name);
     match policy.verdict(&q.name) {
         HostVerdict::Deny => {
-            return Some(format!(
-                "DNS query for {shown} refused: the name is on the deny list (remove the matching pattern to allow it)"
-            ));
+            return Some(
+                "the name is on the deny list (remove the matching pattern to allow it)".into(),
+            );
         }
         HostVerdict::NotAllowed => {
-            return Some(format!(
-                "DNS query for {shown} refused: the name is not on the allowlist (add it to allow it)"
-            ));
+            return Some("the name is not on the allowlist (add it to allow it)".into());
         }
         HostVerdict::Passthrough | HostVerdict::Intercept => {}
     }
@@ -358,7 +356,7 @@ fn refusal(policy: &HostPolicy, block_exfiltration: bool, q: &Question) -> Optio
     }
     exfil::check(&q.labels).map(|why| {
         format!(
-            "DNS query for {shown} refused as likely data exfiltration: {why} (if the name is legitimate, set [dns] block_exfiltration = false)"
+            "likely data exfiltration: {why} (if the name is legitimate, set [dns] block_exfiltration = false)"
         )
     })
 }
@@ -406,9 +404,17 @@ impl Ctx {
             .await;
             return wire::error_reply(msg, end, wire::RCODE_REFUSED);
         }
-        if let Some(reason) = refusal(&self.policy, self.block_exfiltration, &q) {
+        if let Some(why) = refusal(&self.policy, self.block_exfiltration, &q) {
+            let reply = wire::error_reply_with_reason(
+                msg,
+                q.end,
+                wire::RCODE_REFUSED,
+                wire::EDE_BLOCKED,
+                &format!("gate: {why}"),
+            );
+            let reason = format!("DNS query for {} refused: {why}", shown_name(&q.name));
             self.refuse(Some(&q), reason).await;
-            return wire::error_reply(msg, end, wire::RCODE_REFUSED);
+            return reply;
         }
         let mut event = Event::new(EventKind::Dns, Decision::Allow);
         event.host = Some(shown_name(&q.name).to_string());

@@ -36,6 +36,19 @@ fn answer(query: &[u8], truncate: bool) -> Vec<u8> {
     r
 }
 
+/// UDP and TCP on one free port of 127.0.0.1 (a port free for UDP may be taken for TCP by
+/// another test running at the same time: try again).
+async fn bind_pair() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
+}
+
 /// A fake resolver on 127.0.0.1 (UDP and TCP on one port). `truncate_udp` makes every UDP
 /// answer truncated; `delay` is applied per query, longer for names that sort first, so
 /// concurrent answers come back out of order.
@@ -48,9 +61,9 @@ struct FakeUpstream {
 
 impl FakeUpstream {
     async fn start(truncate_udp: bool, reorder: bool) -> Self {
-        let udp = Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap());
+        let (udp, tcp) = bind_pair().await;
+        let udp = Arc::new(udp);
         let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
         let udp_queries = Arc::new(AtomicUsize::new(0));
         let tcp_queries = Arc::new(AtomicUsize::new(0));
         let mut tasks = JoinSet::new();
@@ -418,16 +431,22 @@ async fn one_port_serves_udp_and_tcp_on_v4_and_v6() {
 async fn an_upstream_on_our_own_port_is_a_loop() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Arc::new(AuditLog::open(dir.path(), "test").unwrap());
-    // Find a free port first, then ask the forwarder to use it and forward to itself.
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let mut set = settings(vec![SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)], &[]);
-    set.port = port;
-    match Forwarder::start(set, audit).await {
-        Err(DnsError::Loop(_)) => {}
-        other => panic!("expected a loop error, got {other:?}"),
+    // Find a free port, then ask the forwarder to use it and forward to itself. Another test may
+    // take the port in between (a bind error): try again.
+    for _ in 0..20 {
+        let port = {
+            let (udp, _tcp) = bind_pair().await;
+            udp.local_addr().unwrap().port()
+        };
+        let mut set = settings(vec![SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)], &[]);
+        set.port = port;
+        match Forwarder::start(set, audit.clone()).await {
+            Err(DnsError::Loop(_)) => return,
+            Err(DnsError::Bind { .. }) => continue,
+            other => panic!("expected a loop error, got {other:?}"),
+        }
     }
+    panic!("never got a free port to test with");
 }
 
 #[tokio::test]

@@ -177,6 +177,83 @@ pub fn error_reply(query: &[u8], question_end: Option<usize>, rcode: u8) -> Opti
     Some(out)
 }
 
+/// RFC 8914 Extended DNS Error info code "Blocked" (by the operator's policy).
+pub const EDE_BLOCKED: u16 = 15;
+const TYPE_OPT: u16 = 41;
+/// The UDP payload size we advertise in our own OPT records (the DNS flag day 2020 value).
+const OUR_UDP_SIZE: u16 = 1232;
+/// Longest EDE text we attach, so a refusal always fits a 512-octet UDP reply: header 12,
+/// question at most 259, OPT record 11, EDE option header 6, text 200.
+const MAX_EDE_TEXT: usize = 200;
+
+/// Skips one (possibly compressed) name starting at `at`; returns the offset after it.
+fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+    // At most 128 labels fit in 255 octets; the bound also stops pointer games.
+    for _ in 0..128 {
+        let len = *msg.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            l if l & 0xc0 == 0xc0 => return Some(at + 2).filter(|&e| e <= msg.len()),
+            l if l & 0xc0 == 0 => at += 1 + usize::from(l),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Whether a query carries an EDNS OPT record (RFC 6891), so its reply may carry one too.
+/// `question_end` is [`Question::end`].
+pub fn has_opt(msg: &[u8], question_end: usize) -> bool {
+    let count = |at| be16(msg, at).map_or(0, usize::from);
+    let (an, ns, ar) = (count(6), count(8), count(10));
+    let mut at = question_end;
+    for i in 0..(an + ns + ar) {
+        let Some(after_name) = skip_name(msg, at) else {
+            return false;
+        };
+        let (Some(rtype), Some(rdlen)) = (be16(msg, after_name), be16(msg, after_name + 8)) else {
+            return false;
+        };
+        if i >= an + ns && rtype == TYPE_OPT {
+            return true;
+        }
+        at = after_name + 10 + usize::from(rdlen);
+    }
+    false
+}
+
+/// An error reply (see [`error_reply`]) carrying, when the query spoke EDNS, an OPT record with
+/// an Extended DNS Error (RFC 8914) whose text says why, so `dig` and friends show the reason.
+pub fn error_reply_with_reason(
+    query: &[u8],
+    question_end: usize,
+    rcode: u8,
+    info_code: u16,
+    text: &str,
+) -> Option<Vec<u8>> {
+    let mut out = error_reply(query, Some(question_end), rcode)?;
+    if !has_opt(query, question_end) {
+        return Some(out);
+    }
+    let mut cut = text.len().min(MAX_EDE_TEXT);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let text = &text.as_bytes()[..cut];
+    let option_len = 2 + text.len() as u16;
+    out[11] = 1; // arcount
+    out.push(0); // root owner name
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&OUR_UDP_SIZE.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]); // extended rcode, version, flags
+    out.extend_from_slice(&(4 + option_len).to_be_bytes());
+    out.extend_from_slice(&15u16.to_be_bytes()); // option code: EDE
+    out.extend_from_slice(&option_len.to_be_bytes());
+    out.extend_from_slice(&info_code.to_be_bytes());
+    out.extend_from_slice(text);
+    Some(out)
+}
+
 /// The response code of a reply (low four bits of the header's fourth octet).
 pub fn rcode(msg: &[u8]) -> Option<u8> {
     msg.get(3).map(|b| b & 0x0f)
@@ -302,6 +379,57 @@ mod tests {
         assert_eq!(bare.len(), 12);
         assert_eq!(header(&bare).unwrap().qdcount, 0);
         assert!(error_reply(&q[..11], None, RCODE_FORMERR).is_none());
+    }
+
+    /// A query with an EDNS OPT record (payload 1232, no options), as dig sends it.
+    fn edns_query(name: &str) -> Vec<u8> {
+        let mut q = build_query(3, name, 1);
+        q[11] = 1;
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        q
+    }
+
+    #[test]
+    fn refusals_carry_the_reason_when_the_client_speaks_edns() {
+        let q = edns_query("x.evil.test");
+        let end = question(&q).unwrap().end;
+        assert!(has_opt(&q, end));
+        let r = error_reply_with_reason(&q, end, RCODE_REFUSED, EDE_BLOCKED, "on the deny list")
+            .unwrap();
+        assert_eq!(rcode(&r), Some(RCODE_REFUSED));
+        assert!(has_opt(&r, end), "reply carries OPT");
+        let tail = &r[end..];
+        assert_eq!(&tail[..3], &[0, 0, 41]);
+        assert_eq!(&tail[11..15], &[0, 15, 0, 2 + 16]);
+        assert_eq!(&tail[15..17], &EDE_BLOCKED.to_be_bytes());
+        assert_eq!(&tail[17..], b"on the deny list");
+        // No EDNS in the query: none in the reply.
+        let plain = build_query(3, "x.evil.test", 1);
+        let r =
+            error_reply_with_reason(&plain, plain.len(), RCODE_REFUSED, EDE_BLOCKED, "x").unwrap();
+        assert_eq!(r.len(), plain.len());
+        // Long reasons are cut, on a character boundary.
+        let long = "é".repeat(200);
+        let r = error_reply_with_reason(&q, end, RCODE_REFUSED, EDE_BLOCKED, &long).unwrap();
+        assert!(r.len() <= 512);
+        assert!(std::str::from_utf8(&r[end + 17..]).is_ok());
+    }
+
+    #[test]
+    fn opt_search_survives_garbage() {
+        let q = edns_query("a.test");
+        let end = question(&q).unwrap().end;
+        for n in end..q.len() {
+            assert!(!has_opt(&q[..n], end), "prefix {n}");
+        }
+        let mut lying = q.clone();
+        lying[11] = 0xff; // 255 additional records claimed
+        assert!(has_opt(&lying, end));
+        let mut ptr_loop = build_query(1, "a.test", 1);
+        ptr_loop[11] = 1;
+        let at = ptr_loop.len();
+        ptr_loop.extend_from_slice(&[0xc0, at as u8]);
+        assert!(!has_opt(&ptr_loop, end));
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //!
 //! Refusals answer REFUSED (rcode 5), not NXDOMAIN: the name may well exist and a policy said no,
 //! so the answer must not claim otherwise, and REFUSED is not cached as a negative answer by
-//! anything downstream. Malformed queries get FORMERR; messages too short to carry a header, and
-//! responses sent to us, are dropped.
+//! anything downstream. When the client speaks EDNS the refusal carries the reason as an Extended
+//! DNS Error (RFC 8914, "Blocked"), which `dig` prints. Malformed queries get FORMERR; messages
+//! too short to carry a header, and responses sent to us, are dropped.
 pub mod exfil;
 pub mod upstream;
 pub mod wire;

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 /// Where the CA goes in each Linux trust store, and the command that rebuilds the bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +139,7 @@ pub fn run(cert_path: &Path, install: bool) -> anyhow::Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 fn install_system(cert_path: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
     use std::os::unix::fs::MetadataExt;
     let pem = std::fs::read_to_string(cert_path)
         .with_context(|| format!("no CA at {} (gate ca init makes one)", cert_path.display()))?;

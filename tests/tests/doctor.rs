@@ -166,3 +166,70 @@ fn a_missing_ca_is_a_warning() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(line(&text, "CA").starts_with("[warn] CA:"), "{text}");
 }
+
+/// Puts the system store back as it was: the previous gate.crt (if any) restored, the bundle
+/// rebuilt.
+struct TrustStoreGuard {
+    dest: &'static Path,
+    before: Option<Vec<u8>>,
+}
+
+impl TrustStoreGuard {
+    fn new() -> Self {
+        let dest = Path::new("/usr/local/share/ca-certificates/gate.crt");
+        TrustStoreGuard {
+            dest,
+            before: std::fs::read(dest).ok(),
+        }
+    }
+}
+
+impl Drop for TrustStoreGuard {
+    fn drop(&mut self) {
+        match &self.before {
+            Some(b) => {
+                let _ = std::fs::write(self.dest, b);
+            }
+            None => {
+                let _ = std::fs::remove_file(self.dest);
+            }
+        }
+        let _ = Command::new("update-ca-certificates")
+            .arg("--fresh")
+            .output();
+    }
+}
+
+/// `gate ca trust --install` puts the CA into the system store, and doctor then finds it there.
+#[test]
+fn ca_trust_install_makes_the_ca_trusted() {
+    let test = "ca_trust_install";
+    if !require_root(test) {
+        return;
+    }
+    if !Path::new("/usr/sbin/update-ca-certificates").exists() {
+        assert!(
+            !gate_tests::util::is_ci(),
+            "{test}: update-ca-certificates missing (apt-get install ca-certificates)"
+        );
+        eprintln!("SKIP {test}: not a Debian/Ubuntu trust store");
+        return;
+    }
+    let _restore = TrustStoreGuard::new();
+    let data = tempfile::tempdir().unwrap();
+    let config_home = tempfile::tempdir().unwrap();
+    make_ca(data.path());
+    let port = free_port().to_string();
+    let (_, text) = doctor(data.path(), config_home.path(), &["--port", &port]);
+    assert!(line(&text, "CA trust").starts_with("[warn]"), "{text}");
+
+    let code = gate::ca::trust::run(&data.path().join("ca.pem"), true).unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let (out, text) = doctor(data.path(), config_home.path(), &["--port", &port]);
+    let l = line(&text, "CA trust");
+    assert!(
+        l.starts_with("[ ok ] CA trust: in the system store"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}

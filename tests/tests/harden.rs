@@ -339,6 +339,8 @@ fn block_and_unblock(test: &str, tool: Tool, by_cgroup: bool) {
 
     let rules = harden(&args);
     tool.check(&net, &rules);
+    // Applying twice must leave one set of rules, which one --remove takes away.
+    tool.apply(&net, &rules);
     tool.apply(&net, &rules);
     assert!(
         !net.connects(&agent, HOST_IP, HOST_PORT),

@@ -110,7 +110,7 @@ pub(super) fn render(spec: &Spec, remove: bool) -> String {
         out.push_str("# Apply: gate harden --remove ... | sudo sh\n");
     } else {
         out.push_str(
-            "# Apply: gate harden ... | sudo sh      (once: a second run adds a second jump)\n",
+            "# Apply: gate harden ... | sudo sh      (idempotent: replaces gate's chain)\n",
         );
         out.push_str("# Undo:  gate harden --remove ... | sudo sh\n");
         if let Scope::Cgroup(_) = spec.scope {
@@ -124,6 +124,15 @@ pub(super) fn render(spec: &Spec, remove: bool) -> String {
         ("iptables-restore", V4_MARK, false),
         ("ip6tables-restore", V6_MARK, true),
     ] {
+        if !remove {
+            // A second apply must not stack a second jump: drop any earlier one first.
+            let bin = cmd.trim_end_matches("-restore");
+            let _ = writeln!(
+                out,
+                "while {bin} -D OUTPUT {} -j {CHAIN} 2>/dev/null; do :; done",
+                scope_match(&spec.scope)
+            );
+        }
         let _ = writeln!(out, "{cmd} --noflush <<'{mark}'");
         out.push_str(&restore_input(spec, v6, remove));
         let _ = writeln!(out, "{mark}");

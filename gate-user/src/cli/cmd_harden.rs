@@ -34,7 +34,9 @@ pub struct Args {
     /// The agent's executable (netsh: Windows Firewall rules are per program)
     #[arg(long, value_name = "PATH")]
     pub program: Option<String>,
-    /// gate's proxy port(s) on loopback that stay reachable [default: 8083 and 8082]
+    /// gate's port(s) on loopback that stay reachable: every port gate listens on for the
+    /// agent (forward proxy, transparent listener, DNS forwarder; fix them with gate run -f)
+    /// [default: gate serve's 8083 and 8082]
     #[arg(long = "proxy-port", short = 'f', value_name = "PORT")]
     pub proxy_port: Vec<u16>,
     /// DNS resolver(s) that stay reachable on port 53 [default: nameservers in /etc/resolv.conf]

@@ -154,7 +154,16 @@ while True:\n c,_=s.accept(); c.close()\n";
 
     /// Does a TCP connect from the agent's namespace, as `who`, reach `addr:port`?
     fn connects(&self, who: &Agent, addr: &str, port: u16) -> bool {
-        let probe = format!("exec 3<>/dev/tcp/{addr}/{port}");
+        self.probe(who, format!("exec 3<>/dev/tcp/{addr}/{port}"))
+    }
+
+    /// Does a UDP datagram from the agent's namespace, as `who`, leave for `addr:port`? (A
+    /// datagram the firewall refuses on the way out fails the send with EPERM.)
+    fn sends_udp(&self, who: &Agent, addr: &str, port: u16) -> bool {
+        self.probe(who, format!("exec 3>/dev/udp/{addr}/{port} && echo x >&3"))
+    }
+
+    fn probe(&self, who: &Agent, probe: String) -> bool {
         let mut inner: Vec<String> = Vec::new();
         if let Some(uid) = who.uid {
             inner.extend([
@@ -331,6 +340,7 @@ fn block_and_unblock(test: &str, tool: Tool, by_cgroup: bool) {
     args.extend(scope_args.iter().map(String::as_str));
 
     // Before: everything is reachable.
+    assert!(net.sends_udp(&agent, HOST_IP, 5353));
     assert!(
         net.connects(&agent, HOST_IP, HOST_PORT),
         "{test}: test host unreachable before any rule"
@@ -353,6 +363,14 @@ fn block_and_unblock(test: &str, tool: Tool, by_cgroup: bool) {
     assert!(
         !net.connects(&agent, "127.0.0.1", OTHER_LOOPBACK_PORT),
         "{test}: another loopback port is still open"
+    );
+    assert!(
+        net.sends_udp(&agent, "127.0.0.1", PROXY_PORT),
+        "{test}: UDP to gate's port (its DNS forwarder) is blocked"
+    );
+    assert!(
+        !net.sends_udp(&agent, HOST_IP, 5353),
+        "{test}: direct UDP egress still works"
     );
     assert!(
         net.connects(&outsider, HOST_IP, HOST_PORT),

@@ -53,10 +53,12 @@ pub fn restore_input(spec: &Spec, v6: bool, remove: bool) -> String {
     if spec.domains.is_empty() {
         let lo = if v6 { "::1/128" } else { "127.0.0.0/8" };
         for port in spec.ports() {
-            let _ = writeln!(
-                out,
-                "-A {CHAIN} -o lo -d {lo} -p tcp --dport {port} -j RETURN"
-            );
+            for proto in ["tcp", "udp"] {
+                let _ = writeln!(
+                    out,
+                    "-A {CHAIN} -o lo -d {lo} -p {proto} --dport {port} -j RETURN"
+                );
+            }
         }
         let resolvers = if v6 {
             spec.resolvers_v6()

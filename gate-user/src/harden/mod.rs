@@ -265,7 +265,7 @@ impl Spec {
         }
         if self.domains.is_empty() {
             out.push(format!(
-                "Allowed: TCP to gate's proxy on loopback, port(s) {}.",
+                "Allowed: TCP and UDP to gate on loopback, port(s) {}.",
                 join(self.ports().iter(), ", ")
             ));
             if self.resolvers.is_empty() {

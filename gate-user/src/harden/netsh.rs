@@ -279,7 +279,7 @@ pub(super) fn render(spec: &Spec, remove: bool) -> String {
             program,
             &Allowed {
                 tcp_loopback: spec.ports(),
-                udp_loopback: vec![],
+                udp_loopback: spec.ports(),
                 resolvers: spec.resolvers.clone(),
                 all_loopback: false,
             },

@@ -71,11 +71,11 @@ pub(super) fn render(spec: &Spec, remove: bool) -> String {
         out.push_str("\t\t# gate's proxy on loopback\n");
         let _ = writeln!(
             out,
-            "\t\toifname \"lo\" ip daddr 127.0.0.0/8 tcp dport {{ {ports} }} accept"
+            "\t\toifname \"lo\" ip daddr 127.0.0.0/8 meta l4proto {{ tcp, udp }} th dport {{ {ports} }} accept"
         );
         let _ = writeln!(
             out,
-            "\t\toifname \"lo\" ip6 daddr ::1 tcp dport {{ {ports} }} accept"
+            "\t\toifname \"lo\" ip6 daddr ::1 meta l4proto {{ tcp, udp }} th dport {{ {ports} }} accept"
         );
         let (v4, v6) = (spec.resolvers_v4(), spec.resolvers_v6());
         if !v4.is_empty() || !v6.is_empty() {

@@ -21,7 +21,7 @@ pub fn ruleset(spec: &Spec) -> String {
         out.push_str("# gate's proxy on loopback\n");
         let _ = writeln!(
             out,
-            "pass out quick proto tcp from any to {{ 127.0.0.0/8, ::1 }} port {{ {ports} }} user {uid}"
+            "pass out quick proto {{ tcp, udp }} from any to {{ 127.0.0.0/8, ::1 }} port {{ {ports} }} user {uid}"
         );
         if !spec.resolvers.is_empty() {
             let mut rs = spec.resolvers_v4();

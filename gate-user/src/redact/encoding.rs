@@ -1,5 +1,5 @@
 //! Content-Encoding (gzip, deflate, br, zstd) decoded before scanning and encoded again after
-//! redaction. Output is bounded: a decompression bomb or an undecodable body is an error, and
+//! redaction (pure-Rust codecs, so the macOS and Windows builds need no C cross-compiler). Output is bounded: a decompression bomb or an undecodable body is an error, and
 //! the caller refuses the request rather than forwarding it unscanned.
 use std::io::{Read, Write};
 
@@ -74,7 +74,7 @@ pub fn decode(body: &[u8], codings: &[Coding], limit: usize) -> Result<Vec<u8>, 
             }
             Coding::Br => read_bounded(brotli::Decompressor::new(&data[..], 64 * 1024), c, limit)?,
             Coding::Zstd => {
-                let dec = zstd::stream::read::Decoder::new(&data[..]).map_err(|e| {
+                let dec = ruzstd::decoding::StreamingDecoder::new(&data[..]).map_err(|e| {
                     DecodeError::Corrupt {
                         coding: c,
                         why: e.to_string(),
@@ -116,7 +116,10 @@ pub fn encode(body: &[u8], codings: &[Coding]) -> Result<Vec<u8>, DecodeError> {
                 }
                 out
             }
-            Coding::Zstd => zstd::stream::encode_all(&data[..], 3).map_err(err)?,
+            Coding::Zstd => ruzstd::encoding::compress_to_vec(
+                &data[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
         };
     }
     Ok(data)

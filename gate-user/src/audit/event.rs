@@ -37,7 +37,37 @@ pub enum Decision {
     Error,
 }
 
+impl EventKind {
+    /// The name the log writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Run => "run",
+            EventKind::Connection => "connection",
+            EventKind::Request => "request",
+            EventKind::Finding => "finding",
+            EventKind::Dns => "dns",
+            EventKind::Kernel => "kernel",
+        }
+    }
+}
+
 impl Decision {
+    /// The name the log writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Redirect => "redirect",
+            Decision::Intercept => "intercept",
+            Decision::Passthrough => "passthrough",
+            Decision::Tunnel => "tunnel",
+            Decision::Redact => "redact",
+            Decision::Block => "block",
+            Decision::Audit => "audit",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+        }
+    }
+
     /// Whether the event must reach the disk before the traffic it describes goes on.
     pub fn needs_sync(self) -> bool {
         matches!(
@@ -283,6 +313,36 @@ mod tests {
             "2026-11-22T00:00:00.Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_match_the_serialized_form() {
+        use EventKind as K;
+        for k in [
+            K::Run,
+            K::Connection,
+            K::Request,
+            K::Finding,
+            K::Dns,
+            K::Kernel,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        use Decision as D;
+        for d in [
+            D::Allow,
+            D::Redirect,
+            D::Intercept,
+            D::Passthrough,
+            D::Tunnel,
+            D::Redact,
+            D::Block,
+            D::Audit,
+            D::Deny,
+            D::Error,
+        ] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
         }
     }
 

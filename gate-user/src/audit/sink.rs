@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::chain;
 use super::event::{Event, format_rfc3339};
@@ -159,6 +159,20 @@ impl AuditLog {
             self.sync_through(seq)?;
         }
         Ok(())
+    }
+
+    /// `record` for async code: the write (and the sync a refusing verdict waits for, a few
+    /// milliseconds on a real disk) runs on tokio's blocking pool instead of holding up the
+    /// other tasks of this worker thread.
+    pub async fn record_async(self: &Arc<Self>, event: Event) -> Result<(), AuditError> {
+        let log = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || log.record(&event)).await {
+            Ok(r) => r,
+            Err(join) => Err(AuditError::Io {
+                path: self.path.clone(),
+                source: io::Error::other(format!("audit writer task failed: {join}")),
+            }),
+        }
     }
 
     /// Syncs everything recorded so far to disk.

@@ -308,6 +308,35 @@ fn many_threads_make_one_whole_chain() {
 }
 
 #[test]
+fn async_writers_make_one_whole_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), "r").unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let log = log.clone();
+                let d = if i % 3 == 0 {
+                    Decision::Redact
+                } else {
+                    Decision::Allow
+                };
+                tokio::spawn(async move { log.record_async(ev(i, d)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    });
+    let v = verify(log.path());
+    assert_eq!(v.lines, 200);
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
+
+#[test]
 fn a_finding_records_rule_placeholder_and_location_only() {
     let secret = "AKIAIOSFODNN7EXAMPLE";
     let dir = tempfile::tempdir().unwrap();

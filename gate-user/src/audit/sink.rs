@@ -37,8 +37,10 @@ impl AuditError {
     pub fn is_disk_full(&self) -> bool {
         match self {
             AuditError::Io { source, .. } => {
-                matches!(source.kind(), io::ErrorKind::StorageFull)
-                    || source.raw_os_error() == Some(libc::EDQUOT)
+                matches!(
+                    source.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                )
             }
             AuditError::Encode(_) => false,
         }

@@ -306,6 +306,10 @@ fn gate_log_follow_prints_new_events_and_new_runs_and_stops_on_sigterm() {
         .record(&request(0, "c.example.com", Decision::Redact))
         .unwrap();
     assert!(next_line(&rx).contains("c.example.com"));
+    // A run's file removed while followed (retention) is let go with a warning, not an error.
+    drop(second);
+    std::fs::remove_file(dir.path().join("run-2.jsonl")).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -326,7 +330,13 @@ fn gate_log_follow_prints_new_events_and_new_runs_and_stops_on_sigterm() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(status.success(), "{status:?}: {err}");
-    assert!(err.is_empty(), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "gate: warning: {} was removed",
+            dir.path().join("run-2.jsonl").display()
+        )
+    );
     assert!(rx.try_recv().is_err(), "the filtered-out event was printed");
 }
 

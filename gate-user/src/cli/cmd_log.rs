@@ -170,6 +170,14 @@ pub fn run(global: &Global, args: &Args) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
+                // A file removed while followed (log retention) is let go with a word.
+                cursors.retain(|c| {
+                    let there = c.path().exists();
+                    if !there {
+                        eprintln!("gate: warning: {} was removed", c.path().display());
+                    }
+                    there
+                });
                 let mut fresh = Vec::new();
                 for c in &mut cursors {
                     c.poll(&mut |item| match item {

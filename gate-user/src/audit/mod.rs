@@ -8,7 +8,7 @@ pub mod reader;
 mod sink;
 
 pub use event::{Decision, Event, EventKind, FindingRecord};
-pub use sink::{AuditError, AuditLog, EXTENSION};
+pub use sink::{AuditError, AuditLog, EXTENSION, Options};
 
 #[cfg(test)]
 mod tests;

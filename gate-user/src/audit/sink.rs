@@ -1,4 +1,5 @@
-//! The writing end of the audit log: one append-only JSON Lines file per run, each line chained
+//! The writing end of the audit log: one append-only JSON Lines file per run (optionally rotated
+//! by size into numbered parts), each line chained
 //! to the one before it, synced before a refusing or rewriting verdict is released, and failing
 //! closed (an error the caller turns into a refused request) when the disk is full or the file
 //! cannot be written.
@@ -12,7 +13,6 @@ use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::chain;
@@ -47,22 +47,36 @@ impl AuditError {
     }
 }
 
-/// An open, append-only audit file. Cheap to share behind an `Arc`; `record` may be called from
+/// How an audit log is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Start a new part once the current file would grow past this many bytes (`None`: never).
+    /// Parts are `<name>.jsonl`, `<name>.1.jsonl`, `<name>.2.jsonl`, ...; each file has its own
+    /// chain, starting from the genesis hash of its own name.
+    pub rotate_bytes: Option<u64>,
+}
+
+/// An open, append-only audit log. Cheap to share behind an `Arc`; `record` may be called from
 /// any number of threads or tasks at once. It blocks for one write (and a sync for refusing
-/// verdicts), so very latency-sensitive async code may prefer `spawn_blocking`.
+/// verdicts); async code can use `record_async`.
 #[derive(Debug)]
 pub struct AuditLog {
+    dir: PathBuf,
+    name: String,
+    /// The first file (`<name>.jsonl`).
     path: PathBuf,
-    file: File,
+    opts: Options,
     state: Mutex<ChainState>,
-    /// Sequence number of the last event fully written (set under `state`).
-    written: AtomicU64,
-    /// Sequence number up to which the file is known synced.
+    /// Sequence number up to which the log is known synced.
     synced: Mutex<u64>,
 }
 
 #[derive(Debug)]
 struct ChainState {
+    /// The file written now, and its number (0 for `<name>.jsonl`).
+    file: Arc<File>,
+    part: u32,
+    part_path: PathBuf,
     /// `prev` for the next line.
     prev: String,
     /// Length of the file up to the end of the last whole line.
@@ -73,42 +87,41 @@ struct ChainState {
     dirty: bool,
 }
 
+/// Bytes the writer adds to an encoded event: `,"prev":"<64 hex>"}` and the newline.
+const PREV_SUFFIX_LEN: u64 = 11 + 64 + 1;
+
 impl AuditLog {
     /// Opens (creating) `dir/<name>.jsonl` for appending. The directory is created mode 0700 and
     /// the file mode 0600. An existing file is continued: its chain goes on from its last line,
     /// and a torn last line (an append interrupted by a crash) is cut off first.
     pub fn open(dir: &Path, name: &str) -> Result<Self, AuditError> {
-        let io_dir = |source| AuditError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        create_private_dir(dir).map_err(io_dir)?;
-        let file_name = format!("{name}.{EXTENSION}");
-        let path = dir.join(&file_name);
-        let io = |source| AuditError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut opts = OpenOptions::new();
-        opts.read(true).append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
+        Self::open_with(dir, name, Options::default())
+    }
+
+    /// `open`, with options. With `rotate_bytes`, an existing log is continued in its last part.
+    pub fn open_with(dir: &Path, name: &str, opts: Options) -> Result<Self, AuditError> {
+        create_private_dir(dir).map_err(|e| io_error(dir, e))?;
+        let mut part = 0;
+        if opts.rotate_bytes.is_some() {
+            while dir.join(part_file_name(name, part + 1)).exists() {
+                part += 1;
+            }
         }
-        let file = opts.open(&path).map_err(io)?;
-        tighten_file_mode(&file).map_err(io)?;
-        let (len, prev) = resume(&file, &file_name).map_err(io)?;
+        let (file, part_path, len, prev) = open_part(dir, name, part)?;
         Ok(Self {
-            path,
-            file,
+            dir: dir.to_path_buf(),
+            name: name.to_owned(),
+            path: dir.join(part_file_name(name, 0)),
+            opts,
             state: Mutex::new(ChainState {
+                file: Arc::new(file),
+                part,
+                part_path,
                 prev,
                 len,
                 seq: 0,
                 dirty: false,
             }),
-            written: AtomicU64::new(0),
             synced: Mutex::new(0),
         })
     }
@@ -124,8 +137,14 @@ impl AuditLog {
         format!("run-{compact}Z-{}", std::process::id())
     }
 
+    /// The log's first file, `<dir>/<name>.jsonl`.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file being written now (differs from `path` once a rotating log has rotated).
+    pub fn current_path(&self) -> PathBuf {
+        lock(&self.state).part_path.clone()
     }
 
     /// Appends one event, chained to the line before it; synced to disk before returning when
@@ -137,7 +156,12 @@ impl AuditLog {
         let seq = {
             let mut st = lock(&self.state);
             if st.dirty {
-                self.cut_back(&mut st)?;
+                cut_back(&mut st)?;
+            }
+            if let Some(limit) = self.opts.rotate_bytes {
+                if st.len > 0 && st.len + line.len() as u64 + PREV_SUFFIX_LEN > limit {
+                    self.rotate(&mut st)?;
+                }
             }
             // `line` is `{...` with its closing brace removed; `prev` goes last.
             line.extend_from_slice(b",\"prev\":\"");
@@ -145,16 +169,15 @@ impl AuditLog {
             line.extend_from_slice(b"\"}");
             let hash = chain::line_hash(&line);
             line.push(b'\n');
-            if let Err(source) = (&self.file).write_all(&line) {
+            if let Err(source) = (&*st.file).write_all(&line) {
                 st.dirty = true;
                 // Best effort now; retried before the next write if it fails too.
-                let _ = self.cut_back(&mut st);
-                return Err(self.io(source));
+                let _ = cut_back(&mut st);
+                return Err(io_error(&st.part_path, source));
             }
             st.prev = hash;
             st.len += line.len() as u64;
             st.seq += 1;
-            self.written.store(st.seq, Ordering::Release);
             st.seq
         };
         if event.decision.needs_sync() {
@@ -170,44 +193,97 @@ impl AuditLog {
         let log = Arc::clone(self);
         match tokio::task::spawn_blocking(move || log.record(&event)).await {
             Ok(r) => r,
-            Err(join) => Err(AuditError::Io {
-                path: self.path.clone(),
-                source: io::Error::other(format!("audit writer task failed: {join}")),
-            }),
+            Err(join) => Err(io_error(
+                &self.path,
+                io::Error::other(format!("audit writer task failed: {join}")),
+            )),
         }
     }
 
     /// Syncs everything recorded so far to disk.
     pub fn sync(&self) -> Result<(), AuditError> {
-        self.sync_through(self.written.load(Ordering::Acquire))
+        let seq = lock(&self.state).seq;
+        self.sync_through(seq)
     }
 
     /// Makes sure event number `seq` is on disk. Whoever holds the sync lock syncs every event
     /// written so far, so the threads waiting behind it usually find their event already synced.
+    /// Events in parts before the current one were synced when the log rotated.
     fn sync_through(&self, seq: u64) -> Result<(), AuditError> {
         let mut synced = lock(&self.synced);
         if *synced >= seq {
             return Ok(());
         }
-        let target = self.written.load(Ordering::Acquire);
-        self.file.sync_data().map_err(|e| self.io(e))?;
+        let (file, target) = {
+            let st = lock(&self.state);
+            (Arc::clone(&st.file), st.seq)
+        };
+        if let Err(e) = file.sync_data() {
+            return Err(io_error(&lock(&self.state).part_path, e));
+        }
         *synced = target;
         Ok(())
     }
 
-    /// Removes the partial bytes of a failed append, so the file ends with a whole line again.
-    fn cut_back(&self, st: &mut ChainState) -> Result<(), AuditError> {
-        self.file.set_len(st.len).map_err(|e| self.io(e))?;
-        st.dirty = false;
+    /// Moves on to the next part: the current one is synced first, so every event written to it
+    /// is on disk. On error nothing changes and the next event tries again.
+    fn rotate(&self, st: &mut ChainState) -> Result<(), AuditError> {
+        st.file
+            .sync_data()
+            .map_err(|e| io_error(&st.part_path, e))?;
+        let (file, part_path, len, prev) = open_part(&self.dir, &self.name, st.part + 1)?;
+        st.file = Arc::new(file);
+        st.part += 1;
+        st.part_path = part_path;
+        st.len = len;
+        st.prev = prev;
         Ok(())
     }
+}
 
-    fn io(&self, source: io::Error) -> AuditError {
-        AuditError::Io {
-            path: self.path.clone(),
-            source,
-        }
+/// Removes the partial bytes of a failed append, so the file ends with a whole line again.
+fn cut_back(st: &mut ChainState) -> Result<(), AuditError> {
+    st.file
+        .set_len(st.len)
+        .map_err(|e| io_error(&st.part_path, e))?;
+    st.dirty = false;
+    Ok(())
+}
+
+fn io_error(path: &Path, source: io::Error) -> AuditError {
+    AuditError::Io {
+        path: path.to_path_buf(),
+        source,
     }
+}
+
+fn part_file_name(name: &str, part: u32) -> String {
+    if part == 0 {
+        format!("{name}.{EXTENSION}")
+    } else {
+        format!("{name}.{part}.{EXTENSION}")
+    }
+}
+
+/// Opens (creating, mode 0600) one part for appending; returns where its chain goes on.
+fn open_part(
+    dir: &Path,
+    name: &str,
+    part: u32,
+) -> Result<(File, PathBuf, u64, String), AuditError> {
+    let file_name = part_file_name(name, part);
+    let path = dir.join(&file_name);
+    let mut opts = OpenOptions::new();
+    opts.read(true).append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(&path).map_err(|e| io_error(&path, e))?;
+    tighten_file_mode(&file).map_err(|e| io_error(&path, e))?;
+    let (len, prev) = resume(&file, &file_name).map_err(|e| io_error(&path, e))?;
+    Ok((file, path, len, prev))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

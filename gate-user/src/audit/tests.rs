@@ -215,6 +215,54 @@ fn a_line_longer_than_the_scan_block_is_resumed_correctly() {
 }
 
 #[test]
+fn a_rotating_log_starts_new_parts_each_with_its_own_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        rotate_bytes: Some(1000),
+    };
+    let log = AuditLog::open_with(dir.path(), "serve", opts).unwrap();
+    for i in 0..20 {
+        let d = if i % 4 == 0 {
+            Decision::Block
+        } else {
+            Decision::Allow
+        };
+        log.record(&ev(i, d)).unwrap();
+    }
+    assert_eq!(log.path(), dir.path().join("serve.jsonl"));
+    let files = reader::list_files(dir.path()).unwrap();
+    assert!(files.len() >= 4, "{files:?}");
+    assert_eq!(log.current_path(), *files.last().unwrap());
+    for (i, f) in files.iter().enumerate() {
+        let name = if i == 0 {
+            "serve.jsonl".to_string()
+        } else {
+            format!("serve.{i}.jsonl")
+        };
+        assert_eq!(f.file_name().unwrap().to_str().unwrap(), name);
+        assert!(
+            std::fs::metadata(f).unwrap().len() <= 1000,
+            "{name} too big"
+        );
+    }
+    // Every part verifies on its own, and together they hold every event in order.
+    let mut paths = Vec::new();
+    let v = reader::read_all(&files, &mut |e| paths.push(e.event.unwrap().path.unwrap()));
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    let want: Vec<String> = (0..20).map(|i| format!("/v1/{i}")).collect();
+    assert_eq!(paths, want);
+    // Reopened, the log goes on in its last part.
+    drop(log);
+    let log = AuditLog::open_with(dir.path(), "serve", opts).unwrap();
+    let last = log.current_path();
+    assert_eq!(last, *files.last().unwrap());
+    log.record(&ev(20, Decision::Allow)).unwrap();
+    let v = reader::verify(&reader::list_files(dir.path()).unwrap());
+    assert_eq!(v.lines, 21);
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
+
+#[test]
 fn a_prev_set_by_the_caller_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path(), "r").unwrap();

@@ -1,8 +1,7 @@
 //! The writing end of the audit log: one append-only JSON Lines file per run (optionally rotated
-//! by size into numbered parts), each line chained
-//! to the one before it, synced before a refusing or rewriting verdict is released, and failing
-//! closed (an error the caller turns into a refused request) when the disk is full or the file
-//! cannot be written.
+//! by size into numbered parts), each line chained to the one before it, synced before a refusing
+//! or rewriting verdict is released, and failing closed (an error the caller turns into a refused
+//! request) when the disk is full or the file cannot be written.
 //!
 //! One lock, one `write` per event: the event is encoded outside the lock, the chain hash and the
 //! append happen under it, and `fdatasync` happens after it with group commit (one sync covers

@@ -209,6 +209,7 @@ fn verify(files: &[PathBuf], global: &Global) -> ExitCode {
     for p in v.problems.iter().cloned() {
         problems.report(p);
     }
+    problems.note_hidden();
     let broken = v.problems.iter().filter(|p| p.kind.breaks_chain()).count();
     match v.first_break() {
         Some(first) => {
@@ -271,10 +272,14 @@ impl Problems {
         }
     }
 
-    fn exit_code(&self) -> ExitCode {
+    fn note_hidden(&self) {
         if self.hidden > 0 {
             eprintln!("gate: ... and {} more problem(s)", self.hidden);
         }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        self.note_hidden();
         if self.broken {
             eprintln!("gate: the audit log's hash chain is broken (see above)");
             ExitCode::from(EXIT_BROKEN)

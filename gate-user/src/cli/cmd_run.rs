@@ -142,14 +142,10 @@ fn find_program(program: &std::ffi::OsStr) -> Option<PathBuf> {
     })
 }
 
-fn audit_name() -> String {
-    let t = audit::event::now_rfc3339().replace([':', '.'], "");
-    format!("run-{t}-{}", std::process::id())
-}
-
 async fn run_async(settings: Settings, args: &Args, level: Level) -> anyhow::Result<u8> {
     let audit = Arc::new(
-        AuditLog::open(&settings.audit_dir, &audit_name()).context("opening the audit log")?,
+        AuditLog::open(&settings.audit_dir, &AuditLog::run_name())
+            .context("opening the audit log")?,
     );
     let ca = Arc::new(
         crate::ca::Ca::load_or_init(&crate::dirs::data_dir()).context("loading gate's CA")?,

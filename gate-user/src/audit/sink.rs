@@ -333,6 +333,7 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
+    #[cfg_attr(not(unix), allow(unused_mut, reason = "only Unix sets a mode"))]
     let mut b = std::fs::DirBuilder::new();
     #[cfg(unix)]
     {

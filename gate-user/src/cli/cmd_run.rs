@@ -2,7 +2,7 @@
 //! fence, prove the fence works with a canary, run the agent inside it, forward signals, and
 //! clean everything up on every exit path. Exits with the child's status.
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,10 +10,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 
 use super::{EXIT_ERROR, Global};
-use crate::audit::{self, AuditLog, Decision, Event, EventKind};
+use crate::audit::{AuditLog, Decision, Event, EventKind};
 use crate::config::{Mode, Overrides, Settings};
 use crate::enforce::Level;
-use crate::proxy::{ClientInfo, Proxy};
+#[cfg(not(target_os = "linux"))]
+use crate::enforce::{Enforcer, ProxyPorts};
+use crate::proxy::Proxy;
 
 /// Exit status when the command cannot be found or executed (as a shell does).
 pub const EXIT_NOT_FOUND: u8 = 127;
@@ -122,9 +124,48 @@ fn platform_preflight() -> Result<Level, String> {
         .map_err(|e| e.to_string())
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
 fn platform_preflight() -> Result<Level, String> {
-    Err("this platform's enforcement is not wired into gate run yet".into())
+    if Path::new("/usr/bin/sandbox-exec").exists() {
+        Ok(Level::Sandbox)
+    } else {
+        Err("/usr/bin/sandbox-exec is missing".into())
+    }
+}
+
+#[cfg(windows)]
+fn platform_preflight() -> Result<Level, String> {
+    Ok(Level::Firewall)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+fn platform_preflight() -> Result<Level, String> {
+    Err("this platform has no enforcement backend".into())
+}
+
+/// The sandbox (macOS) or firewall (Windows) enforcer for this run.
+#[cfg(not(target_os = "linux"))]
+#[allow(unused_variables, reason = "each platform uses a different subset")]
+fn platform_enforcer(
+    level: Level,
+    ports: ProxyPorts,
+    allow_loopback: bool,
+) -> anyhow::Result<Box<dyn Enforcer>> {
+    #[cfg(target_os = "macos")]
+    if level == Level::Sandbox {
+        return Ok(Box::new(crate::enforce::macos::SandboxEnforcer::new(
+            ports,
+            allow_loopback,
+        )?));
+    }
+    #[cfg(windows)]
+    if level == Level::Firewall {
+        return Ok(Box::new(crate::enforce::windows::WfpEnforcer::new(
+            ports,
+            allow_loopback,
+        )?));
+    }
+    bail!("no {level} enforcement on this platform")
 }
 
 /// `PATH` lookup the way a shell would do it, for the "command not found" check.
@@ -134,12 +175,22 @@ fn find_program(program: &std::ffi::OsStr) -> Option<PathBuf> {
         return p.is_file().then(|| p.to_path_buf());
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(p)).find(|c| {
-        use std::os::unix::fs::PermissionsExt;
-        c.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    })
+    std::env::split_paths(&path)
+        .map(|d| d.join(p))
+        .find(|c| is_executable(c))
+}
+
+#[cfg(unix)]
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &Path) -> bool {
+    p.is_file() || p.with_extension("exe").is_file()
 }
 
 async fn run_async(settings: Settings, args: &Args, level: Level) -> anyhow::Result<u8> {
@@ -199,7 +250,21 @@ async fn run_async(settings: Settings, args: &Args, level: Level) -> anyhow::Res
         Level::Kernel => {
             linux::run_kernel(&settings, args, proxy, audit.clone(), forward_port, env).await?
         }
-        _ => run_env_only(args, env).await?,
+        Level::EnvOnly => run_env_only(args, env).await?,
+        #[cfg(target_os = "linux")]
+        other => bail!("{other} enforcement does not exist on Linux"),
+        #[cfg(not(target_os = "linux"))]
+        other => {
+            // Sandbox and firewall backends fence the child in; gate's proxy stays reachable
+            // on its forward port, the only one these backends let through.
+            let ports = ProxyPorts {
+                transparent: forward_port,
+                forward: forward_port,
+                dns: 53,
+            };
+            let enforcer = platform_enforcer(other, ports, settings.allow_loopback)?;
+            run_with_enforcer(enforcer, args, env).await?
+        }
     };
     let mut end = Event::new(EventKind::Run, Decision::Allow);
     end.reason = Some(format!("gate run finished: child exit status {code}"));
@@ -212,8 +277,11 @@ async fn run_async(settings: Settings, args: &Args, level: Level) -> anyhow::Res
 fn tempdir_for_child() -> anyhow::Result<TempDir> {
     let base = std::env::temp_dir().join(format!("gate-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir(&base).with_context(|| format!("creating {}", base.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755))?;
+    }
     Ok(TempDir(base))
 }
 
@@ -241,6 +309,7 @@ impl Drop for TempDir {
 }
 
 /// Waits for the child, forwarding SIGINT/SIGTERM/SIGHUP to it; returns a shell-style status.
+#[cfg(unix)]
 async fn supervise(mut child: tokio::process::Child) -> anyhow::Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
     let pid = child.id().map(|p| p as i32);
@@ -261,13 +330,21 @@ async fn supervise(mut child: tokio::process::Child) -> anyhow::Result<u8> {
     }
 }
 
+/// Waits for the child (Ctrl-C reaches it through the shared console).
+#[cfg(not(unix))]
+async fn supervise(mut child: tokio::process::Child) -> anyhow::Result<u8> {
+    Ok(exit_code(child.wait().await?))
+}
+
 fn exit_code(status: std::process::ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => c as u8,
-        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
-        _ => 1,
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return 128u8.wrapping_add(sig as u8);
+        }
     }
+    status.code().map(|c| c as u8).unwrap_or(1)
 }
 
 fn spawn_error(program: &std::ffi::OsStr, e: std::io::Error) -> anyhow::Result<u8> {
@@ -290,12 +367,37 @@ async fn run_env_only(args: &Args, env: Vec<(String, String)>) -> anyhow::Result
     }
 }
 
+/// Runs the child through a sandbox or firewall enforcer, cleaning up whatever happens.
+#[cfg(not(target_os = "linux"))]
+async fn run_with_enforcer(
+    mut enforcer: Box<dyn Enforcer>,
+    args: &Args,
+    env: Vec<(String, String)>,
+) -> anyhow::Result<u8> {
+    let cmd = enforcer.command(&args.command[0], &args.command[1..])?;
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.envs(env);
+    let result = match cmd.spawn() {
+        Ok(child) => match child.id().map(|pid| enforcer.started(pid)) {
+            Some(Err(e)) => Err(e.into()),
+            _ => supervise(child).await,
+        },
+        Err(e) => spawn_error(&args.command[0], e),
+    };
+    if let Err(e) = enforcer.cleanup() {
+        eprintln!("gate: cleanup: {e}");
+    }
+    result
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
     //! The kernel-enforced path of `gate run`.
     use super::*;
     use crate::dns::{DnsSettings, Forwarder};
     use crate::enforce::linux::{KernelConfig, KernelGuard, child, events::to_audit};
+    use crate::proxy::ClientInfo;
+    use std::net::Ipv6Addr;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::sync::mpsc;
 

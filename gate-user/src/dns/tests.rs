@@ -367,6 +367,7 @@ async fn unreachable_upstream_is_servfail() {
     fwd.shutdown().await;
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn audit_failure_refuses_the_query() {
     let up = FakeUpstream::start(false, false).await;

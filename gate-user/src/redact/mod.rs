@@ -71,13 +71,11 @@ impl RedactionKey {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| RedactError::Random(e.to_string()))?;
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        use std::os::unix::fs::OpenOptionsExt;
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
             Ok(mut f) => {
                 f.write_all(hex.as_bytes()).map_err(io)?;
                 f.sync_all().map_err(io)?;
@@ -255,6 +253,7 @@ mod tests {
         assert!(odd.len() <= MAX_PLACEHOLDER_LEN);
     }
 
+    #[cfg(unix)]
     #[test]
     fn key_file_is_made_once_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt;

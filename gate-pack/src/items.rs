@@ -4,7 +4,7 @@
 
 use crate::error::PackError;
 use crate::oid::Oid;
-use crate::pack::ObjectType;
+use crate::pack::{Budget, ObjectType};
 use crate::resolve::Resolved;
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -155,7 +155,11 @@ fn parse_tag(data: &[u8]) -> (Option<Oid>, Option<String>) {
 /// Where each blob and tree was first reached: (path, introducing commit).
 type Origins = HashMap<Oid, (String, Oid)>;
 
-fn map_paths(res: &Resolved, by_oid: &HashMap<Oid, usize>) -> Result<Origins, PackError> {
+fn map_paths(
+    res: &Resolved,
+    by_oid: &HashMap<Oid, usize>,
+    budget: &mut Budget,
+) -> Result<Origins, PackError> {
     // Commits in the pack with their in-pack parents, ordered parents first (Kahn), so each
     // blob is credited to the earliest pushed commit that reaches it.
     let mut commits: Vec<(Oid, Oid, Vec<Oid>)> = Vec::new();
@@ -232,6 +236,8 @@ fn map_paths(res: &Resolved, by_oid: &HashMap<Oid, usize>) -> Result<Origins, Pa
             })?;
             for e in entries {
                 let path = format!("{prefix}{}", String::from_utf8_lossy(e.name));
+                // Paths are memory too: deep trees must not make them quadratic.
+                budget.charge(path.len())?;
                 match e.mode & 0o170000 {
                     0o040000 => stack.push((e.oid, format!("{path}/"))),
                     0o100000 | 0o120000 => {
@@ -246,7 +252,7 @@ fn map_paths(res: &Resolved, by_oid: &HashMap<Oid, usize>) -> Result<Origins, Pa
 }
 
 /// Builds the scan items from resolved objects.
-pub fn build_items(res: Resolved) -> Result<Vec<ScanItem>, PackError> {
+pub fn build_items(res: Resolved, budget: &mut Budget) -> Result<Vec<ScanItem>, PackError> {
     let by_oid: HashMap<Oid, usize> = {
         let mut m = HashMap::new();
         for (i, o) in res.objects.iter().enumerate() {
@@ -254,7 +260,7 @@ pub fn build_items(res: Resolved) -> Result<Vec<ScanItem>, PackError> {
         }
         m
     };
-    let origins = map_paths(&res, &by_oid)?;
+    let origins = map_paths(&res, &by_oid, budget)?;
     let mut items = Vec::with_capacity(res.objects.len() + res.thin.len());
     let mut emitted = HashSet::new();
     let mut tree_names = Vec::new();

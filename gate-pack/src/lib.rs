@@ -18,6 +18,8 @@ mod pktline;
 mod report;
 mod request;
 mod resolve;
+#[cfg(test)]
+mod testpack;
 
 pub use error::PackError;
 pub use http::{REQUEST_CONTENT_TYPE, decode_body, is_receive_pack};
@@ -91,7 +93,7 @@ pub fn parse_receive_pack(body: &[u8], limits: &Limits) -> Result<ReceivePack, P
         stats.ref_deltas = resolved.ref_deltas;
         stats.thin_deltas = resolved.thin.len();
         stats.max_delta_depth = resolved.max_depth;
-        items = items::build_items(resolved)?;
+        items = items::build_items(resolved, &mut budget)?;
     }
     for opt in &request.push_options {
         items.push(text_item(ItemKind::PushOption, opt));
@@ -115,5 +117,158 @@ fn text_item(kind: ItemKind, text: &str) -> ScanItem {
         tag: None,
         commit: None,
         data: text.as_bytes().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testpack::{Obj, body, insert_delta, pack, tree_entry};
+
+    fn parse(objs: &[Obj], limits: &Limits) -> Result<ReceivePack, PackError> {
+        parse_receive_pack(&body(&pack(objs).0), limits)
+    }
+
+    #[test]
+    fn ofs_delta_chain_is_applied_and_depth_limited() {
+        let base = b"abc".to_vec();
+        let (p, offs) = pack(&[Obj::Whole(3, base.clone())]);
+        let first = (p.len() - 20 - offs[0]) as u64; // distance from a second object to the first
+        let objs = [
+            Obj::Whole(3, base),
+            Obj::Ofs(first, insert_delta(3, b"wxyz")),
+        ];
+        let rp = parse(&objs, &Limits::default()).expect("parses");
+        assert!(
+            rp.items
+                .iter()
+                .any(|i| i.data == b"wxyz" && i.kind == ItemKind::Blob)
+        );
+        assert_eq!(rp.stats.max_delta_depth, 1);
+        let shallow = Limits {
+            max_delta_depth: 0,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse(&objs, &shallow),
+            Err(PackError::DeltaTooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn ofs_delta_to_itself_or_outside_the_pack_is_refused() {
+        let objs = [
+            Obj::Whole(3, b"abc".to_vec()),
+            Obj::Ofs(0, insert_delta(3, b"x")),
+        ];
+        let err = parse(&objs, &Limits::default()).expect_err("cycle");
+        assert!(err.to_string().contains("refers to itself"), "{err}");
+        let objs = [
+            Obj::Whole(3, b"abc".to_vec()),
+            Obj::Ofs(5000, insert_delta(3, b"x")),
+        ];
+        assert!(matches!(
+            parse(&objs, &Limits::default()),
+            Err(PackError::Object { .. })
+        ));
+        // pointing into the middle of an object, not at its start
+        let objs = [
+            Obj::Whole(3, b"abc".to_vec()),
+            Obj::Ofs(1, insert_delta(3, b"x")),
+        ];
+        assert!(matches!(
+            parse(&objs, &Limits::default()),
+            Err(PackError::Object { .. })
+        ));
+    }
+
+    #[test]
+    fn ref_delta_cycle_is_only_scanned_by_its_inserts() {
+        // two deltas naming each other's (unknowable) results: neither can be rebuilt, both
+        // hand out what they insert
+        let a = Oid([0xaa; 20]);
+        let b = Oid([0xbb; 20]);
+        let objs = [
+            Obj::Ref(b, insert_delta(3, b"one")),
+            Obj::Ref(a, insert_delta(3, b"two")),
+        ];
+        let rp = parse(&objs, &Limits::default()).expect("parses");
+        assert_eq!(rp.stats.thin_deltas, 2);
+        let inserts: Vec<_> = rp
+            .items
+            .iter()
+            .filter(|i| i.kind == ItemKind::DeltaInsert)
+            .map(|i| i.data.clone())
+            .collect();
+        assert_eq!(inserts, vec![b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    #[test]
+    fn ref_delta_whose_base_comes_later_in_the_pack() {
+        let base = b"abc".to_vec();
+        let oid = Oid::hash_object("blob", &base);
+        let objs = [
+            Obj::Ref(oid, insert_delta(3, b"later")),
+            Obj::Whole(3, base),
+        ];
+        let rp = parse(&objs, &Limits::default()).expect("parses");
+        assert_eq!(rp.stats.thin_deltas, 0);
+        assert!(rp.items.iter().any(|i| i.data == b"later"));
+    }
+
+    #[test]
+    fn reserved_and_invalid_types_are_refused() {
+        for t in [0u8, 5] {
+            let err = parse(&[Obj::Whole(t, b"x".to_vec())], &Limits::default()).expect_err("type");
+            assert!(matches!(err, PackError::Object { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn size_header_must_match_inflated_data() {
+        let (mut p, offs) = pack(&[Obj::Whole(3, b"abcd".to_vec())]);
+        p[offs[0]] = (3 << 4) | 3; // claims 3 bytes, inflates to 4
+        let n = p.len() - 20;
+        let sum: [u8; 20] = <sha1::Sha1 as sha1::Digest>::digest(&p[..n]).into();
+        p[n..].copy_from_slice(&sum);
+        let err = parse_receive_pack(&body(&p), &Limits::default()).expect_err("size");
+        assert!(matches!(err, PackError::Inflate { .. }), "{err}");
+    }
+
+    #[test]
+    fn deep_trees_cannot_make_paths_quadratic() {
+        // 300 nested directories with long names: small objects, ~2.3 MB of paths
+        let blob = b"leaf".to_vec();
+        let mut objs = vec![Obj::Whole(3, blob.clone())];
+        let mut child = tree_entry("100644", "leaf.txt", Oid::hash_object("blob", &blob));
+        let name = "d".repeat(50);
+        for _ in 0..300 {
+            let oid = Oid::hash_object("tree", &child);
+            objs.push(Obj::Whole(2, child));
+            child = tree_entry("40000", &name, oid);
+        }
+        let root = Oid::hash_object("tree", &child);
+        objs.push(Obj::Whole(2, child));
+        let commit = format!("tree {root}\nauthor a <a> 0 +0000\ncommitter a <a> 0 +0000\n\nm\n");
+        objs.push(Obj::Whole(1, commit.into_bytes()));
+        let roomy = parse(&objs, &Limits::default()).expect("parses");
+        let leaf = roomy
+            .items
+            .iter()
+            .find(|i| i.data == b"leaf")
+            .expect("leaf");
+        assert!(
+            leaf.path
+                .as_deref()
+                .is_some_and(|p| p.ends_with("/leaf.txt"))
+        );
+        let tight = Limits {
+            max_total_bytes: 500_000,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse(&objs, &tight),
+            Err(PackError::TotalTooLarge { .. })
+        ));
     }
 }

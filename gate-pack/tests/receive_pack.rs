@@ -594,3 +594,33 @@ fn large_clean_repository_parses() {
             .all(|i| i.path.is_some() && i.commit.is_some())
     );
 }
+
+/// Writes real push bodies as seeds for the fuzz target:
+/// `cargo test -p gate-pack --test receive_pack write_fuzz_seeds -- --ignored`
+#[test]
+#[ignore = "writes the fuzz corpus seeds; run by hand"]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/receive_pack");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (repo, ofs) = small_body();
+    std::fs::write(dir.join("seed-ofs-delta-tag"), &ofs).expect("write");
+    let head = repo.run(&["rev-parse", "main"]);
+    let prev = repo.run(&["rev-parse", "main~1"]);
+    let zero = Oid::ZERO.to_hex();
+    let refd = repo.push_body(&[(&zero, &head, "refs/heads/main")], "", &["--all"]);
+    std::fs::write(dir.join("seed-ref-delta"), &refd).expect("write");
+    let thin = repo.push_body(
+        &[(&prev, &head, "refs/heads/main")],
+        &format!("{head}\n^{prev}\n"),
+        &["--thin"],
+    );
+    assert!(parse(&thin).stats.thin_deltas >= 1);
+    std::fs::write(dir.join("seed-thin"), &thin).expect("write");
+    let delete = format!(
+        "{:04x}{} {} refs/heads/gone\0report-status0000",
+        4 + 40 + 1 + 40 + 1 + 15 + 1 + 13,
+        "1".repeat(40),
+        Oid::ZERO
+    );
+    std::fs::write(dir.join("seed-delete"), delete).expect("write");
+}

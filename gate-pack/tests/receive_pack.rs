@@ -600,7 +600,7 @@ fn large_clean_repository_parses() {
 #[test]
 #[ignore = "writes the fuzz corpus seeds; run by hand"]
 fn write_fuzz_seeds() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/receive_pack");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/receive_pack");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let (repo, ofs) = small_body();
     std::fs::write(dir.join("seed-ofs-delta-tag"), &ofs).expect("write");

@@ -4,7 +4,9 @@
 //! object, zlib, delta and tree code.
 #![no_main]
 
-use gate_pack::{Finding, Limits, Refusal, parse_push_request, parse_receive_pack, refusal_response};
+use gate_pack::{
+    Finding, Limits, Refusal, parse_push_request, parse_receive_pack, refusal_response,
+};
 use libfuzzer_sys::fuzz_target;
 use sha1::{Digest, Sha1};
 
@@ -30,14 +32,26 @@ fn exercise(body: &[u8]) {
                 commit: i.commit.map(|c| c.short()).unwrap_or_default(),
             })
             .collect();
-        let _ = refusal_response(&rp.request, &Refusal { findings: &findings, reason: Some("fuzz") });
+        let _ = refusal_response(
+            &rp.request,
+            &Refusal {
+                findings: &findings,
+                reason: Some("fuzz"),
+            },
+        );
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     exercise(data);
     if let Ok(req) = parse_push_request(data) {
-        let _ = refusal_response(&req, &Refusal { findings: &[], reason: Some("x") });
+        let _ = refusal_response(
+            &req,
+            &Refusal {
+                findings: &[],
+                reason: Some("x"),
+            },
+        );
         let start = req.pack_offset;
         if data.len() >= start.saturating_add(32) {
             let mut fixed = data.to_vec();

@@ -56,7 +56,8 @@ impl ScanItem {
             (ItemKind::Tag, _, None) => "tag".into(),
             (ItemKind::PushOption, _, _) => "push option".into(),
             (ItemKind::PushCert, _, _) => "push certificate".into(),
-            (ItemKind::TreeNames, Some(p), _) => format!("file names in {p}"),
+            (ItemKind::TreeNames, Some(p), _) if !p.is_empty() => format!("file names in {p}"),
+            (ItemKind::TreeNames, Some(_), _) => "file names at the top level".into(),
             (ItemKind::TreeNames, None, _) => "file names".into(),
             (ItemKind::DeltaInsert, _, _) => match self.delta_base {
                 Some(b) => format!("an edit of object {}", b.short()),

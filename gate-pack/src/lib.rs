@@ -217,6 +217,17 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_objects_are_handed_out_once() {
+        let objs = [
+            Obj::Whole(3, b"same".to_vec()),
+            Obj::Whole(3, b"same".to_vec()),
+        ];
+        let rp = parse(&objs, &Limits::default()).expect("parses");
+        assert_eq!(rp.stats.objects, 2);
+        assert_eq!(rp.items.len(), 1);
+    }
+
+    #[test]
     fn reserved_and_invalid_types_are_refused() {
         for t in [0u8, 5] {
             let err = parse(&[Obj::Whole(t, b"x".to_vec())], &Limits::default()).expect_err("type");

@@ -100,6 +100,16 @@ pub fn refusal_lines(refusal: &Refusal<'_>) -> Vec<String> {
     lines
 }
 
+/// Appends `data` on side-band channel `band`, in packets of at most `max` data bytes.
+fn write_band(out: &mut Vec<u8>, band: u8, data: &[u8], max: usize) {
+    for chunk in data.chunks(max.max(1)) {
+        let mut p = Vec::with_capacity(chunk.len() + 1);
+        p.push(band);
+        p.extend_from_slice(chunk);
+        write_pkt(out, &p);
+    }
+}
+
 /// Builds the response that refuses every ref of `request`.
 pub fn refusal_response(request: &PushRequest, refusal: &Refusal<'_>) -> RefusalResponse {
     let lines = refusal_lines(refusal);
@@ -153,20 +163,10 @@ pub fn refusal_response(request: &PushRequest, refusal: &Refusal<'_>) -> Refusal
         Some(max) => {
             let mut out = Vec::new();
             for line in &lines {
-                let mut payload = vec![2u8];
-                payload.extend_from_slice(line.as_bytes());
-                payload.push(b'\n');
-                for chunk in payload.get(1..).unwrap_or_default().chunks(max) {
-                    let mut p = vec![2u8];
-                    p.extend_from_slice(chunk);
-                    write_pkt(&mut out, &p);
-                }
+                let text = format!("{line}\n");
+                write_band(&mut out, 2, text.as_bytes(), max);
             }
-            for chunk in report.chunks(max) {
-                let mut p = vec![1u8];
-                p.extend_from_slice(chunk);
-                write_pkt(&mut out, &p);
-            }
+            write_band(&mut out, 1, &report, max);
             write_flush(&mut out);
             out
         }
@@ -270,6 +270,41 @@ mod tests {
             String::from_utf8_lossy(&r.body),
             "[gate] push blocked: bad pack\n"
         );
+    }
+
+    #[test]
+    fn old_side_band_packets_stay_under_1000_bytes() {
+        let f = vec![
+            Finding {
+                rule: "r".into(),
+                path: "p".repeat(850),
+                commit: "c".into()
+            };
+            3
+        ];
+        let f: Vec<Finding> = f
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| Finding {
+                commit: format!("{i}"),
+                ..x
+            })
+            .collect();
+        let r = refusal_response(
+            &request(&["report-status", "side-band"]),
+            &Refusal {
+                findings: &f,
+                reason: None,
+            },
+        );
+        let mut reader = crate::pktline::PktReader::new(&r.body);
+        let mut bands = Vec::new();
+        while let Ok(Some(crate::pktline::Pkt::Data(d))) = reader.next_pkt() {
+            assert!(d.len() + 4 <= 1000, "{}", d.len());
+            bands.push(d[0]);
+        }
+        assert!(bands.iter().filter(|&&b| b == 2).count() >= 3);
+        assert_eq!(bands.last(), Some(&1));
     }
 
     #[test]

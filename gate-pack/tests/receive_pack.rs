@@ -547,6 +547,44 @@ fn limits_are_enforced() {
 }
 
 #[test]
+fn blob_is_credited_to_the_earliest_pushed_commit_and_file_names_are_items() {
+    let repo = Repo::new();
+    repo.write("config/prod.env", format!("KEY={}\n", secret()).as_bytes());
+    let first = repo.commit_all("one");
+    repo.write("b.txt", b"b\n");
+    repo.write(&format!("notes/{}.txt", secret()), b"x\n");
+    let second = repo.commit_all("two");
+    let zero = Oid::ZERO.to_hex();
+    let body = repo.push_body(&[(&zero, &second, "refs/heads/main")], "main\n", &[]);
+    let rp = parse(&body);
+    let hits = items_with_secret(&rp);
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let blob = hits
+        .iter()
+        .find(|i| i.kind == ItemKind::Blob)
+        .expect("blob");
+    assert_eq!(
+        blob.commit.map(|c| c.to_hex()),
+        Some(first),
+        "reached by both commits, added by the first"
+    );
+    let names = hits
+        .iter()
+        .find(|i| i.kind == ItemKind::TreeNames)
+        .expect("tree names");
+    assert_eq!(names.location(), "file names in notes");
+    assert_eq!(names.commit.map(|c| c.to_hex()), Some(second));
+}
+
+#[test]
+fn probe_request_parses_as_empty() {
+    // git sends a bare flush to probe the server before streaming a large push
+    let rp = parse(b"0000");
+    assert!(rp.commands().is_empty());
+    assert!(rp.items.is_empty());
+}
+
+#[test]
 fn delete_only_push_has_no_pack() {
     let body = format!(
         "{:04x}{} {} refs/heads/gone\0report-status0000",

@@ -5,6 +5,30 @@
 //! fails the push is refused with the error's text as the reason ([`parse_push_request`] still
 //! reads the ref names from a body whose pack is broken). This crate never scans: it hands out
 //! text.
+//!
+//! ```
+//! use gate_pack::{Finding, Limits, Refusal, parse_push_request, parse_receive_pack, refusal_response};
+//!
+//! # let body: &[u8] = b"0000";
+//! // body: the buffered POST .../git-receive-pack body, Content-Encoding already undone
+//! let response = match parse_receive_pack(body, &Limits::default()) {
+//!     Ok(push) => {
+//!         let findings: Vec<Finding> = Vec::new(); // scan each push.items[i].data here
+//!         if findings.is_empty() {
+//!             None // forward the push unchanged
+//!         } else {
+//!             Some(refusal_response(&push.request, &Refusal { findings: &findings, reason: None }))
+//!         }
+//!     }
+//!     Err(err) => {
+//!         let reason = err.to_string();
+//!         let request = parse_push_request(body).unwrap_or_default();
+//!         Some(refusal_response(&request, &Refusal { findings: &[], reason: Some(&reason) }))
+//!     }
+//! };
+//! // Some(r): answer with r.status, Content-Type r.content_type and r.body; do not forward.
+//! assert!(response.is_none());
+//! ```
 #![forbid(unsafe_code)]
 
 mod delta;

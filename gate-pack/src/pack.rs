@@ -135,7 +135,7 @@ pub fn read_pack(pack: &[u8], limits: &Limits, budget: &mut Budget) -> Result<Ra
     if pos != content.len() {
         return Err(PackError::Count(format!(
             "{} bytes follow the {count} objects the header declares",
-            content.len() - pos
+            content.len().saturating_sub(pos)
         )));
     }
     Ok(RawPack { version, entries })

@@ -435,6 +435,9 @@ fn truncated_packs_are_rejected() {
     }
     // with a recomputed trailer, truncation is caught by the object count or zlib
     for cut in (start + 32..body.len() - 1).step_by(7) {
+        if cut == body.len() - 20 {
+            continue; // that is the whole pack, not a truncation
+        }
         let mut t = body[..cut].to_vec();
         t.extend_from_slice(&[0; 20]);
         fix_trailer(&mut t);

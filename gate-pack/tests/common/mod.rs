@@ -40,6 +40,9 @@ pub fn git(dir: &Path, home: &Path) -> Command {
         .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
         .env("GIT_COMMITTER_NAME", "Test")
         .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        // fixed dates make every generated object, and so every pack, the same on each run
+        .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+        .env("GIT_COMMITTER_DATE", "1700000000 +0000")
         .env("LC_ALL", "C");
     c
 }

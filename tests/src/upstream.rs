@@ -286,9 +286,8 @@ impl Upstream {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
-    /// Lets a waiting `/sse` stream send its second event and finish.
+    /// Lets one `/sse` stream (waiting now, or the next one to wait) send its second event.
     pub fn release_sse(&self) {
-        self.shared.sse.notify_waiters();
         self.shared.sse.notify_one();
     }
 }

@@ -60,6 +60,7 @@ impl Gate {
             .arg(test_ca)
             .env("GATE_DATA_DIR", &data)
             .env("HOME", dir.path())
+            .env("GATE_LOG", "gate=warn")
             .env_remove("GATE_MODE")
             .env_remove("GATE_AUDIT_DIR")
             .stdout(Stdio::piped())
@@ -684,7 +685,21 @@ impl Drop for Transparent {
 /// A proxy whose listener hands every accepted connection to `handle_transparent` with
 /// `orig_dst` as the kernel would report it.
 async fn transparent(config: &str, test_ca: &Path, orig_dst: SocketAddr) -> Transparent {
+    transparent_with(config, test_ca, orig_dst, None, |_| {}).await
+}
+
+/// As [`transparent`], with an inspector and a hook run on the audit directory before the log
+/// is opened.
+async fn transparent_with(
+    config: &str,
+    test_ca: &Path,
+    orig_dst: SocketAddr,
+    inspector: Option<Arc<dyn gate::proxy::Inspector>>,
+    prepare_audit: impl FnOnce(&Path),
+) -> Transparent {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("audit")).unwrap();
+    prepare_audit(&dir.path().join("audit"));
     let file = gate::config::parse(config, Path::new("test.toml")).unwrap();
     let overrides = gate::config::Overrides {
         extra_ca: vec![test_ca.to_path_buf()],
@@ -694,7 +709,10 @@ async fn transparent(config: &str, test_ca: &Path, orig_dst: SocketAddr) -> Tran
     let settings = gate::config::Settings::resolve(file, None, &overrides).unwrap();
     let ca = Arc::new(gate::ca::Ca::init(&dir.path().join("data")).unwrap());
     let audit = Arc::new(gate::audit::AuditLog::open(&dir.path().join("audit"), "t").unwrap());
-    let proxy = gate::proxy::Proxy::new(&settings, ca, audit).unwrap();
+    let proxy = match inspector {
+        Some(i) => gate::proxy::Proxy::with_inspector(&settings, ca, audit, i).unwrap(),
+        None => gate::proxy::Proxy::new(&settings, ca, audit).unwrap(),
+    };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let listener = l.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -889,4 +907,215 @@ async fn transparent_denied_host_gets_reason_and_raw_tcp_needs_allow_tunnels() {
     assert_eq!(&got, b"SSH-2.0-test\r\n");
     drop(s);
     echo_task.abort();
+}
+
+#[test]
+fn request_naming_another_host_than_the_tunnel_is_misdirected() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let up = Upstream::start(&ca, &["up.test", "other.test"]);
+    let gate = Gate::start(
+        &[("up.test", up.addr()), ("other.test", up.addr())],
+        ca.cert_path(),
+        "",
+    );
+    for flag in ["--http1.1", "--http2"] {
+        let out = gate.curl(&[
+            flag,
+            "-w",
+            "\nSTATUS=%{http_code}",
+            "-H",
+            "Host: other.test",
+            &format!("https://up.test:{}/hello", up.port()),
+        ]);
+        let body = ok(&out);
+        assert!(body.contains("STATUS=421"), "{flag}: {body}");
+        assert!(body.contains("names host `other.test`"), "{flag}: {body}");
+    }
+    assert_eq!(up.requests(), 0);
+}
+
+/// Refuses bodies holding `FORBIDDEN-WORD`; upper-cases everything else while holding back
+/// the last 16 bytes of each chunk (as a scanner holds an unsettled tail).
+struct Shouty {
+    settle: bool,
+}
+
+struct ShoutyBody {
+    tail: Vec<u8>,
+}
+
+impl gate::proxy::BodyInspector for ShoutyBody {
+    fn chunk(&mut self, chunk: bytes::Bytes) -> Result<bytes::Bytes, gate::proxy::Refusal> {
+        self.tail.extend_from_slice(&chunk);
+        if self.tail.windows(14).any(|w| w == b"FORBIDDEN-WORD") {
+            return Err(gate::proxy::Refusal::forbidden(
+                "blocked by test inspector: forbidden word in body",
+            ));
+        }
+        let keep = self.tail.len().saturating_sub(16);
+        let out: Vec<u8> = self.tail.drain(..keep).collect();
+        Ok(out.to_ascii_uppercase().into())
+    }
+    fn finish(&mut self) -> Result<bytes::Bytes, gate::proxy::Refusal> {
+        Ok(std::mem::take(&mut self.tail).to_ascii_uppercase().into())
+    }
+}
+
+impl gate::proxy::Inspector for Shouty {
+    fn request(
+        &self,
+        _info: &gate::proxy::RequestInfo,
+        head: &mut http::request::Parts,
+    ) -> Result<gate::proxy::RequestPlan, gate::proxy::Refusal> {
+        head.headers
+            .insert("x-inspected", http::HeaderValue::from_static("1"));
+        Ok(gate::proxy::RequestPlan {
+            body: Some(Box::new(ShoutyBody { tail: Vec::new() })),
+            settle_before_forwarding: self.settle,
+        })
+    }
+    fn response(
+        &self,
+        _info: &gate::proxy::RequestInfo,
+        head: &mut http::response::Parts,
+    ) -> Result<Option<Box<dyn gate::proxy::BodyInspector>>, gate::proxy::Refusal> {
+        head.headers
+            .insert("x-response-inspected", http::HeaderValue::from_static("1"));
+        Ok(None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspector_rewrites_holds_back_and_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let up = Upstream::start(&ca, &["up.test"]);
+    let cfg = format!("[upstream]\nresolve = [\"up.test={}\"]\n", up.addr());
+    for settle in [false, true] {
+        let t = transparent_with(
+            &cfg,
+            ca.cert_path(),
+            up.addr(),
+            Some(Arc::new(Shouty { settle })),
+            |_| {},
+        )
+        .await;
+        let url = format!("https://up.test:{}/echo", up.port());
+        let big = "abc".repeat(100_000);
+        let big_path = dir.path().join("big.txt");
+        std::fs::write(&big_path, &big).unwrap();
+        let big_arg = format!("@{}", big_path.display());
+        for flag in ["--http1.1", "--http2"] {
+            let o = t
+                .curl(
+                    "up.test",
+                    up.port(),
+                    &[flag, "-D", "-", "--data-binary", &big_arg, &url],
+                )
+                .await;
+            let out = ok(&o);
+            assert!(
+                out.ends_with(&big.to_ascii_uppercase()),
+                "settle={settle} {flag}"
+            );
+            assert!(out.to_ascii_lowercase().contains("x-response-inspected: 1"));
+            let before = up.requests();
+            let o = t
+                .curl(
+                    "up.test",
+                    up.port(),
+                    &[
+                        flag,
+                        "-w",
+                        "\nSTATUS=%{http_code}",
+                        "--data-binary",
+                        "hello FORBIDDEN-WORD there",
+                        &url,
+                    ],
+                )
+                .await;
+            if !settle && !o.status.success() {
+                // Streaming mode: the upstream (an echo) may answer before the refusal, and
+                // then the exchange is aborted instead of answered with 403.
+                continue;
+            }
+            let out = ok(&o);
+            assert!(out.contains("STATUS=403"), "settle={settle} {flag}: {out}");
+            assert!(out.contains("forbidden word in body"), "{out}");
+            if settle {
+                assert_eq!(
+                    up.requests(),
+                    before,
+                    "a settled refusal reached the upstream"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_audit_log_refuses_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let up = Upstream::start(&ca, &["up.test"]);
+    let cfg = format!("[upstream]\nresolve = [\"up.test={}\"]\n", up.addr());
+    let t = transparent_with(&cfg, ca.cert_path(), up.addr(), None, |audit| {
+        // Every write to the log fails with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", audit.join("t.jsonl")).unwrap();
+    })
+    .await;
+    let o = t
+        .curl(
+            "up.test",
+            up.port(),
+            &[&format!("https://up.test:{}/hello", up.port())],
+        )
+        .await;
+    assert!(
+        !o.status.success(),
+        "request went through without an audit record"
+    );
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_pass_over_h2() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let up = Upstream::start(&ca, &["up.test"]);
+    let cfg = format!("[upstream]\nresolve = [\"up.test={}\"]\n", up.addr());
+    let t = transparent(&cfg, ca.cert_path(), up.addr()).await;
+    let tcp = tokio::net::TcpStream::connect(t.listener).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(rustls_client(&[pem_der(&t.ca_cert())], &[b"h2"]))
+        .connect(
+            rustls::pki_types::ServerName::try_from("up.test").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let conn_task = tokio::spawn(conn);
+    let req = http::Request::get(format!("https://up.test:{}/trailers", up.port()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    assert_eq!(&collected.to_bytes()[..], b"hello");
+    assert_eq!(
+        trailers
+            .and_then(|t| t.get("x-trailer").cloned())
+            .as_ref()
+            .map(|v| v.as_bytes()),
+        Some(&b"yes"[..])
+    );
+    conn_task.abort();
 }

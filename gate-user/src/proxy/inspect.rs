@@ -59,8 +59,10 @@ pub struct RequestPlan {
     /// Inspect the body chunk by chunk; `None` forwards it untouched.
     pub body: Option<Box<dyn BodyInspector>>,
     /// Run the whole body through the inspector (bounded by `scan.max_body_bytes`, larger is
-    /// refused with 413) before anything, head included, goes upstream. Needed to block or to
-    /// fix Content-Length after a rewrite. Without it, chunks stream as they are settled.
+    /// refused) before anything, head included, goes upstream. Needed to block with a 403 or
+    /// to fix Content-Length after a rewrite. Without it, chunks stream as they are settled,
+    /// and a refusal after the upstream has started answering aborts the exchange instead (the
+    /// agent sees a failed request; the refused chunk is never forwarded).
     pub settle_before_forwarding: bool,
 }
 

@@ -32,8 +32,6 @@ pub(crate) struct ConnCtx {
     pub upstream_https: bool,
     /// Requests must go to `host` (TLS or CONNECT); otherwise each request's Host decides.
     pub pinned: bool,
-    /// The agent sent an SNI, so a request naming another host is misdirected.
-    pub sni: bool,
     /// Every request on this connection is answered with this refusal.
     pub refuse: Option<(StatusCode, String)>,
     pub client: ClientInfo,
@@ -232,7 +230,9 @@ impl Proxy {
                 let named = named_host(req)?;
                 let host = if ctx.pinned {
                     if let Some(n) = &named {
-                        if n != &ctx.host && (ctx.sni || ctx.entry == Entry::Connect) {
+                        // Also without SNI: a request may not name a host other than the one
+                        // this connection was decided for (policy ran on that one).
+                        if n != &ctx.host {
                             return Err(ProxyError::Misdirected {
                                 named: n.clone(),
                                 tls: ctx.host.clone(),
@@ -387,6 +387,11 @@ impl Proxy {
                 return Err(fail(super::upstream::classify(&t.host, &e)));
             }
         };
+        // A refusal that raced the upstream's answer still wins while nothing was sent back.
+        // (Later ones abort the exchange; an inspector that must answer 403 settles first.)
+        if let Some(r) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(fail(ProxyError::Inspector(r.reason)));
+        }
         let (mut rparts, rbody) = resp.into_parts();
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
             let up = rparts.extensions.remove::<OnUpgrade>();

@@ -182,7 +182,6 @@ impl Proxy {
                     port: 0,
                     upstream_https: false,
                     pinned: false,
-                    sni: false,
                     refuse: None,
                     client: ClientInfo::default(),
                     peer: Some(peer),
@@ -252,11 +251,10 @@ impl Proxy {
                             return;
                         }
                     }
-                    let has_sni = sni.is_some();
                     let host = sni
                         .or_else(|| t.named.clone())
                         .unwrap_or_else(|| t.fallback.clone());
-                    self.tls_connection(io, t, host, has_sni).await;
+                    self.tls_connection(io, t, host).await;
                 }
                 Detected::Http1 { host } => {
                     let pinned = t.named.is_some();
@@ -290,13 +288,8 @@ impl Proxy {
         }
     }
 
-    async fn tls_connection<S>(
-        self: Arc<Self>,
-        io: Prefixed<S>,
-        t: ConnTarget,
-        host: String,
-        sni: bool,
-    ) where
+    async fn tls_connection<S>(self: Arc<Self>, io: Prefixed<S>, t: ConnTarget, host: String)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let verdict = self.settings.hosts.verdict(&host);
@@ -328,7 +321,6 @@ impl Proxy {
             port: t.port,
             upstream_https: true,
             pinned: true,
-            sni,
             refuse: refuse.map(|e| (e.status(), e.to_string())),
             client: t.client,
             peer: None,
@@ -367,7 +359,6 @@ impl Proxy {
             port: t.port,
             upstream_https: false,
             pinned,
-            sni: false,
             refuse: refuse.map(|e| (e.status(), e.to_string())),
             client: t.client,
             peer: None,

@@ -105,7 +105,7 @@ fn leaf_params(names: &[&str]) -> CertificateParams {
     let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .expect("leaf params");
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    p.is_ca = IsCa::ExplicitNoCa;
+    p.is_ca = IsCa::NoCa;
     let now = time::OffsetDateTime::now_utc();
     p.not_before = now - time::Duration::days(1);
     p.not_after = now + time::Duration::days(30);

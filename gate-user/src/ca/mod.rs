@@ -330,7 +330,9 @@ impl Ca {
         );
         params.distinguished_name = dn;
         params.subject_alt_names = vec![san];
-        params.is_ca = IsCa::ExplicitNoCa;
+        // No basicConstraints at all: an explicit `cA FALSE` is a DER default that strict parsers
+        // (Python cryptography) reject.
+        params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -525,6 +527,19 @@ mod tests {
                 )
                 .is_err()
         );
+    }
+
+    /// Regression: rcgen's `ExplicitNoCa` writes `cA FALSE`, a DER default that Python's
+    /// cryptography (and so mitmproxy and others) refuse to parse. Leaves carry no
+    /// basicConstraints extension at all.
+    #[test]
+    fn leaf_has_no_explicit_basic_constraints() {
+        let d = tempfile::tempdir().unwrap();
+        let ca = Ca::init(d.path()).unwrap();
+        let leaf = ca.leaf("strict.test").unwrap();
+        let der: &[u8] = leaf.cert[0].as_ref();
+        let basic_constraints_oid = [0x06, 0x03, 0x55, 0x1d, 0x13];
+        assert!(!der.windows(5).any(|w| w == basic_constraints_oid));
     }
 
     #[test]

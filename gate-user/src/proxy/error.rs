@@ -80,8 +80,8 @@ pub enum ProxyError {
          entries (add \"{dest}\" in {config})"
     )]
     TunnelNotAllowed { dest: String, config: String },
-    #[error("refused: {0}")]
-    Inspector(String),
+    #[error("refused: {reason}")]
+    Inspector { status: StatusCode, reason: String },
 
     // ---- upstream ----
     #[error("upstream {host}: cannot resolve the name: {why}")]
@@ -112,12 +112,21 @@ pub enum ProxyError {
     Internal(String),
 }
 
+impl From<super::inspect::Refusal> for ProxyError {
+    fn from(r: super::inspect::Refusal) -> Self {
+        ProxyError::Inspector {
+            status: r.status,
+            reason: r.reason,
+        }
+    }
+}
+
 impl ProxyError {
     pub fn origin(&self) -> Origin {
         use ProxyError::*;
         match self {
             BadRequest(_) | SniMismatch { .. } | Misdirected { .. } | ClientIo(_) => Origin::Agent,
-            Denied { .. } | NotAllowed { .. } | TunnelNotAllowed { .. } | Inspector(_) => {
+            Denied { .. } | NotAllowed { .. } | TunnelNotAllowed { .. } | Inspector { .. } => {
                 Origin::Agent
             }
             Resolve { .. }
@@ -140,7 +149,7 @@ impl ProxyError {
                 | ProxyError::TunnelNotAllowed { .. }
                 | ProxyError::SniMismatch { .. }
                 | ProxyError::Misdirected { .. }
-                | ProxyError::Inspector(_)
+                | ProxyError::Inspector { .. }
         )
     }
 
@@ -149,11 +158,10 @@ impl ProxyError {
         match self {
             BadRequest(_) | ClientIo(_) => StatusCode::BAD_REQUEST,
             Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
-            SniMismatch { .. }
-            | Denied { .. }
-            | NotAllowed { .. }
-            | TunnelNotAllowed { .. }
-            | Inspector(_) => StatusCode::FORBIDDEN,
+            SniMismatch { .. } | Denied { .. } | NotAllowed { .. } | TunnelNotAllowed { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            Inspector { status, .. } => *status,
             Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Resolve { .. }
             | LoopbackDenied { .. }

@@ -343,7 +343,7 @@ impl Proxy {
         let plan = if inspect {
             self.inspector
                 .request(&info, &mut parts)
-                .map_err(|r| fail(ProxyError::Inspector(r.reason)))?
+                .map_err(|r| fail(ProxyError::from(r)))?
         } else {
             Default::default()
         };
@@ -382,7 +382,7 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => {
                 if let Some(r) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    return Err(fail(ProxyError::Inspector(r.reason)));
+                    return Err(fail(ProxyError::from(r)));
                 }
                 return Err(fail(super::upstream::classify(&t.host, &e)));
             }
@@ -390,7 +390,7 @@ impl Proxy {
         // A refusal that raced the upstream's answer still wins while nothing was sent back.
         // (Later ones abort the exchange; an inspector that must answer 403 settles first.)
         if let Some(r) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(fail(ProxyError::Inspector(r.reason)));
+            return Err(fail(ProxyError::from(r)));
         }
         let (mut rparts, rbody) = resp.into_parts();
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -427,7 +427,7 @@ impl Proxy {
         let rinspector = if inspect {
             self.inspector
                 .response(&info, &mut rparts)
-                .map_err(|r| fail(ProxyError::Inspector(r.reason)))?
+                .map_err(|r| fail(ProxyError::from(r)))?
         } else {
             None
         };
@@ -453,17 +453,19 @@ impl Proxy {
             if let Ok(data) = frame.into_data() {
                 seen += data.len() as u64;
                 if seen > cap {
-                    return Err(ProxyError::Inspector(format!(
-                        "request body larger than scan.max_body_bytes ({cap} bytes)"
-                    )));
+                    return Err(ProxyError::Inspector {
+                        status: StatusCode::PAYLOAD_TOO_LARGE,
+                        reason: format!(
+                            "request body larger than scan.max_body_bytes ({cap} bytes); raise \
+                             it in the config to allow it"
+                        ),
+                    });
                 }
-                let o = insp
-                    .chunk(data)
-                    .map_err(|r| ProxyError::Inspector(r.reason))?;
+                let o = insp.chunk(data)?;
                 out.extend_from_slice(&o);
             }
         }
-        let o = insp.finish().map_err(|r| ProxyError::Inspector(r.reason))?;
+        let o = insp.finish()?;
         out.extend_from_slice(&o);
         Ok(out.freeze())
     }

@@ -15,6 +15,8 @@
 //!   [`Upstream::release_sse`] is called (at most 30 s), then `data: second` and ends.
 //! - `.../ws`: answers an Upgrade with 101 and then echoes raw bytes both ways.
 //! - `.../trailers`: a chunked body `hello` with trailer `x-trailer: yes`.
+//! - `/git/...` (when [`Options::git_root`] is set): git's smart HTTP protocol, served by
+//!   `git http-backend` over the bare repositories under that directory (push enabled).
 //! - anything else: `hello from upstream`.
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -178,6 +180,8 @@ pub struct Options {
     pub alpn: Alpn,
     /// Serve plain HTTP instead of TLS.
     pub plain: bool,
+    /// Serve `/git/<repo>` from the bare repositories in this directory.
+    pub git_root: Option<PathBuf>,
 }
 
 impl Options {
@@ -187,6 +191,7 @@ impl Options {
             cert: CertKind::Good,
             alpn: Alpn::Both,
             plain: false,
+            git_root: None,
         }
     }
 }
@@ -194,6 +199,7 @@ impl Options {
 struct Shared {
     requests: AtomicU64,
     sse: tokio::sync::Notify,
+    git_root: Option<PathBuf>,
 }
 
 /// A running upstream on 127.0.0.1; stopped when dropped.
@@ -235,6 +241,7 @@ impl Upstream {
         let shared = Arc::new(Shared {
             requests: AtomicU64::new(0),
             sse: tokio::sync::Notify::new(),
+            git_root: opts.git_root.clone(),
         });
         // Bound with std so this works inside or outside another runtime.
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
@@ -333,6 +340,9 @@ async fn route(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
         .unwrap_or_default();
     let version = format!("{:?}", req.version());
     let method = req.method().to_string();
+    if let (Some(root), Some(_)) = (sh.git_root.clone(), path.strip_prefix("/git/")) {
+        return git_backend(req, root).await;
+    }
     let mut resp = if path.ends_with("/echo") {
         let body = req.into_body().map_err(|e| Box::new(e) as BoxError).boxed();
         Response::new(body)
@@ -435,4 +445,79 @@ impl<T> futures_core::Stream for RecvStream<T> {
     ) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
+}
+
+/// Runs one request through `git http-backend` (CGI) and turns its output into a response.
+async fn git_backend(req: Request<Incoming>, root: PathBuf) -> Response<Body> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Response::new(full(format!("body error {e}"))),
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", &root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("PATH_INFO", parts.uri.path().trim_start_matches("/git"))
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or_default())
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("HTTP_GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_USER", "gate-test")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Response::new(full(format!("git http-backend: {e}"))),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&body).await;
+    }
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_end(&mut out).await;
+    }
+    let _ = child.wait().await;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((end, skip)) = split else {
+        return Response::new(full("git http-backend gave no headers"));
+    };
+    let head = String::from_utf8_lossy(&out[..end]).into_owned();
+    let mut resp = Response::new(full(Bytes::copy_from_slice(&out[end + skip..])));
+    for line in head.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("status") {
+            let code = v.split_whitespace().next().and_then(|c| c.parse().ok());
+            *resp.status_mut() = code
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        } else if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.trim().as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().append(k, v);
+        }
+    }
+    resp
 }

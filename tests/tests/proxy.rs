@@ -1119,3 +1119,96 @@ async fn trailers_pass_over_h2() {
     );
     conn_task.abort();
 }
+
+#[test]
+fn git_clone_and_push_through_gate_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let repos = dir.path().join("repos");
+    std::fs::create_dir_all(&repos).unwrap();
+    let gate_ca = std::cell::RefCell::new(PathBuf::new());
+    let git = |cwd: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            // GIT_SSL_CAINFO beats http.sslCAInfo: set it to gate's CA, as `gate run` does.
+            .env("GIT_SSL_CAINFO", &*gate_ca.borrow())
+            .env("HOME", dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("ALL_PROXY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text(&out)
+    };
+    git(&repos, &["init", "-q", "--bare", "-b", "main", "repo.git"]);
+    let mut o = Options::new(&["git.test"]);
+    o.git_root = Some(repos.clone());
+    let up = Upstream::start_with(&ca, o);
+    let gate = Gate::start(&[("git.test", up.addr())], ca.cert_path(), "");
+    let proxy = format!("http.proxy=http://{}", gate.fwd);
+    *gate_ca.borrow_mut() = gate.ca_cert();
+    let cainfo = format!("http.sslCAInfo={}", gate.ca_cert().display());
+    let url = format!("https://git.test:{}/git/repo.git", up.port());
+    git(
+        dir.path(),
+        &["-c", &proxy, "-c", &cainfo, "clone", "-q", &url, "work"],
+    );
+    let work = dir.path().join("work");
+    std::fs::write(work.join("README"), "through the gate\n").unwrap();
+    git(&work, &["add", "README"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "pushed through gate",
+        ],
+    );
+    git(
+        &work,
+        &[
+            "-c",
+            &proxy,
+            "-c",
+            &cainfo,
+            "push",
+            "-q",
+            "origin",
+            "HEAD:main",
+        ],
+    );
+    let log = git(&repos.join("repo.git"), &["log", "--format=%s", "main"]);
+    assert_eq!(log.trim(), "pushed through gate");
+    let again = dir.path().join("again");
+    git(
+        dir.path(),
+        &[
+            "-c",
+            &proxy,
+            "-c",
+            &cainfo,
+            "clone",
+            "-q",
+            &url,
+            again.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(again.join("README")).unwrap(),
+        "through the gate\n"
+    );
+}

@@ -88,7 +88,12 @@ pub fn run(global: &Global, args: &Args) -> anyhow::Result<ExitCode> {
             audit.path().display()
         )
         .and_then(|()| std::io::stdout().flush());
-        tracing::info!("mode {}; Ctrl-C stops", proxy.settings().mode.as_str());
+        // Honest about what this build does: the scanner plugs in through Proxy::with_inspector.
+        tracing::warn!(
+            "no secret scanner is plugged into the proxy in this build: mode {} is not enforced, \
+             traffic is intercepted, policed by host and audited only",
+            proxy.settings().mode.as_str()
+        );
         let f = tokio::spawn(proxy.clone().serve_forward(fwd));
         let r = tokio::spawn(proxy.serve_reverse(rev));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -10,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use super::detect::{self, Prefixed};
 use super::mitm::{ConnCtx, full};
 use super::upstream::ProxyBody;
-use super::{ConnTarget, Entry, Proxy, ProxyError, SNIFF_WAIT};
+use super::{ConnTarget, Entry, Proxy, SNIFF_WAIT};
 use crate::audit::{Decision, Event, EventKind};
 
 impl Proxy {
@@ -84,10 +85,3 @@ impl Proxy {
         )
     }
 }
-
-/// Re-exported for callers that build their own refusal bodies.
-pub fn refusal(err: &ProxyError) -> Response<ProxyBody> {
-    full(err.status(), format!("gate: {err}"))
-}
-
-use http_body_util::BodyExt as _;

@@ -87,6 +87,9 @@ pub struct HostsFile {
 pub struct UpstreamFile {
     #[serde(default)]
     pub extra_ca: Vec<PathBuf>,
+    /// Name overrides for upstream connections, like curl --resolve: "host=IP" or "host=IP:PORT".
+    #[serde(default)]
+    pub resolve: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +169,8 @@ pub struct Settings {
     pub dns_upstream: Vec<SocketAddr>,
     pub dns_block_exfiltration: bool,
     pub allow_tunnels: Vec<(HostPattern, u16)>,
+    /// Upstream name overrides from `upstream.resolve` (host -> address; port 0 keeps the port).
+    pub resolve_overrides: std::collections::HashMap<String, SocketAddr>,
     /// The file the settings came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -291,6 +296,11 @@ impl Settings {
             })?;
             allow_tunnels.push((HostPattern::parse(host)?, port));
         }
+        let resolve_overrides = crate::proxy::upstream::parse_overrides(&file.upstream.resolve)
+            .map_err(|why| ConfigError::Invalid {
+                what: "upstream.resolve".into(),
+                why,
+            })?;
         Ok(Settings {
             mode,
             allow_loopback,
@@ -315,6 +325,7 @@ impl Settings {
             dns_upstream: file.dns.upstream,
             dns_block_exfiltration: file.dns.block_exfiltration.unwrap_or(true),
             allow_tunnels,
+            resolve_overrides,
             source,
         })
     }

@@ -214,7 +214,7 @@ async fn run_async(settings: Settings, args: &Args, level: Level) -> anyhow::Res
     let tmp = tempdir_for_child()?;
     let bundle = crate::ca::write_child_bundle(&ca, tmp.path())
         .context("writing the CA bundle for the child")?;
-    let mut env: Vec<(String, String)> = crate::ca::child_env(&bundle, ca.cert_path());
+    let mut env: Vec<(String, String)> = crate::ca::child_env(&bundle, &ca.cert_path());
     let proxy_url = format!("http://127.0.0.1:{forward_port}");
     for k in [
         "HTTPS_PROXY",

@@ -79,14 +79,19 @@ fn tcp_socket(addr: &SocketAddr) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn request(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.0\r\nHost: testhost\r\n\r\n").into_bytes()
+/// The Host header names the address dialled: gate resolves Host itself, so it must be real.
+fn request(addr: &SocketAddr, path: &str) -> Vec<u8> {
+    let host = match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").into_bytes()
 }
 
-fn finish(fd: OwnedFd, sent: bool, path: &str) -> std::io::Result<()> {
+fn finish(fd: OwnedFd, sent: bool, addr: &SocketAddr, path: &str) -> std::io::Result<()> {
     let mut s = TcpStream::from(fd);
     if !sent {
-        s.write_all(&request(path))?;
+        s.write_all(&request(addr, path))?;
     }
     let mut out = String::new();
     s.read_to_string(&mut out)?;
@@ -114,13 +119,13 @@ fn uring_get(addr: &SocketAddr, path: &str) -> std::io::Result<()> {
     if cqe.result() < 0 {
         return Err(std::io::Error::from_raw_os_error(-cqe.result()));
     }
-    finish(fd, false, path)
+    finish(fd, false, addr, path)
 }
 
 fn tfo_get(addr: &SocketAddr, path: &str) -> std::io::Result<()> {
     let fd = tcp_socket(addr)?;
     let (ss, len) = sockaddr(addr);
-    let req = request(path);
+    let req = request(addr, path);
     // SAFETY: sendto(2) with a valid buffer and sockaddr.
     let n = unsafe {
         libc::sendto(
@@ -135,7 +140,7 @@ fn tfo_get(addr: &SocketAddr, path: &str) -> std::io::Result<()> {
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    finish(fd, true, path)
+    finish(fd, true, addr, path)
 }
 
 fn connect_loop(addr: &SocketAddr, count: u32) -> std::io::Result<()> {

@@ -563,7 +563,7 @@ mod tests {
         assert!(err.starts_with("r.yaml:"), "{err}");
         assert!(err.contains("unknown field `colour`"), "{err}");
         let line: usize = err.split(':').nth(1).unwrap().parse().unwrap();
-        assert!(line >= 2 && line <= 5, "{err}");
+        assert!((2..=5).contains(&line), "{err}");
     }
 
     #[test]

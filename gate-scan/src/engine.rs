@@ -413,6 +413,9 @@ fn accept(rule: &CompiledRule, data: &[u8], start: usize, end: usize, out: &mut 
     if rule.generic && looks_like_placeholder(secret) {
         return;
     }
+    if rule.source == Source::Entropy && !looks_random(secret) {
+        return;
+    }
     out.push(Finding {
         rule_id: rule.id.clone(),
         service: rule.service.clone(),
@@ -422,6 +425,23 @@ fn accept(rule: &CompiledRule, data: &[u8], start: usize, end: usize, out: &mut 
         confidence: rule.confidence,
         source: rule.source,
     });
+}
+
+/// The entropy detector's second opinion: random tokens mix in digits and have no long runs of
+/// lower-case letters, unlike identifiers such as `kSecAttrKeyTypeECSECPrimeRandom`.
+pub(crate) fn looks_random(value: &[u8]) -> bool {
+    let digits = value.iter().filter(|b| b.is_ascii_digit()).count();
+    let mut run = 0;
+    let mut longest = 0;
+    for b in value {
+        if b.is_ascii_lowercase() {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    digits >= 2 && longest < 7
 }
 
 /// Values a generic (assignment-shaped) rule must not report: template variables, code,
@@ -571,6 +591,22 @@ mod tests {
         text.push_str(&format!("acme_{}", "zz99".repeat(6)));
         let found = s.scan(text.as_bytes());
         assert_eq!(found.len(), 20_001);
+    }
+
+    #[test]
+    fn entropy_detector_skips_identifiers() {
+        assert!(!looks_random(b"kCMSEncoderDigestAlgorithmSHA256"));
+        assert!(!looks_random(b"kSecAttrKeyTypeECSECPrimeRandom"));
+        assert!(looks_random(b"Zq8vR3mK9pLw2xT7bN4c"));
+        let mut config = ScanConfig::without_rules();
+        config.entropy = true;
+        let s = Scanner::new(config).unwrap();
+        let value = format!("{}{}", "Zq8vR3mK9pLw2xT7", "bN4cQ1s");
+        assert_eq!(
+            s.scan(format!("my_token = \"{value}\"").as_bytes()).len(),
+            1
+        );
+        assert!(s.scan(b"key = kCMSEncoderDigestAlgorithmSHA256").is_empty());
     }
 
     #[test]

@@ -1,0 +1,137 @@
+//! Streaming: a secret split across chunks at any offset is still found, with the same span as
+//! a whole-buffer scan; the settled offset only grows and no finding ever starts before it;
+//! memory stays bounded by the horizon, not the body.
+use gate_scan::{Finding, RuleSet, ScanConfig, Scanner};
+
+fn scanner() -> Scanner {
+    Scanner::new(ScanConfig::builtin().unwrap()).unwrap()
+}
+
+fn spans(f: &[Finding]) -> Vec<(usize, usize, String)> {
+    f.iter()
+        .map(|f| (f.start, f.end, f.rule_id.to_string()))
+        .collect()
+}
+
+/// Streams `data` in the given chunk sizes (cycled), checking the settled contract on the way.
+fn stream_in(scanner: &Scanner, data: &[u8], sizes: &[usize]) -> Vec<Finding> {
+    let mut s = scanner.stream();
+    let mut out: Vec<Finding> = Vec::new();
+    let mut pos = 0;
+    let mut i = 0;
+    let mut last_settled = 0;
+    while pos < data.len() {
+        let n = sizes[i % sizes.len()].max(1).min(data.len() - pos);
+        i += 1;
+        let found = s.push(&data[pos..pos + n]);
+        pos += n;
+        for f in &found {
+            assert!(f.start >= last_settled, "finding before settled offset");
+        }
+        out.extend(found);
+        assert!(s.settled() >= last_settled, "settled went back");
+        assert!(s.settled() <= pos);
+        last_settled = s.settled();
+        assert!(
+            s.buffered() <= n + 3 * scanner.horizon() + 4096,
+            "buffer grew to {}",
+            s.buffered()
+        );
+    }
+    for f in s.finish() {
+        assert!(f.start >= last_settled);
+        out.push(f);
+    }
+    assert_eq!(s.settled(), data.len());
+    out
+}
+
+#[test]
+fn sample_rules_found_across_every_split_offset() {
+    let scanner = scanner();
+    let rules = RuleSet::builtin().unwrap();
+    let filler = "let x = compute(a, b); // ordinary code around the secret\n";
+    let mut checked = 0;
+    for rule in rules.iter().step_by(9) {
+        let example = &rule.examples[0];
+        let data = format!("{filler}{example}\n{filler}");
+        let whole = scanner.scan(data.as_bytes());
+        assert!(
+            whole.iter().any(|f| *f.rule_id == *rule.id),
+            "{} not found whole",
+            rule.id
+        );
+        let start = filler.len();
+        let end = start + example.len();
+        for split in start..=end {
+            let (a, b) = data.as_bytes().split_at(split);
+            let mut s = scanner.stream();
+            let mut got = s.push(a);
+            got.extend(s.push(b));
+            got.extend(s.finish());
+            assert_eq!(
+                spans(&got),
+                spans(&whole),
+                "rule {} split at {}",
+                rule.id,
+                split - start
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} rules sampled");
+}
+
+#[test]
+fn large_body_in_small_chunks_matches_whole_scan() {
+    let scanner = scanner();
+    let rules = RuleSet::builtin().unwrap();
+    let mut body = String::new();
+    for (i, rule) in rules.iter().enumerate().step_by(5) {
+        body.push_str(&"fn filler() { let v = vec![1, 2, 3]; }\n".repeat(i % 7 * 50));
+        body.push_str(&rule.examples[0]);
+        body.push('\n');
+    }
+    let whole = scanner.scan(body.as_bytes());
+    assert!(whole.len() > 40, "{}", whole.len());
+    for sizes in [&[1usize, 7, 1000][..], &[4096], &[65536], &[13, 8191, 3]] {
+        let got = stream_in(&scanner, body.as_bytes(), sizes);
+        // Coverage must be identical byte for byte.
+        let cover = |f: &[Finding]| {
+            let mut v = vec![false; body.len()];
+            for f in f {
+                v[f.range()].iter_mut().for_each(|b| *b = true);
+            }
+            v
+        };
+        assert!(
+            cover(&got) == cover(&whole),
+            "coverage differs for {sizes:?}"
+        );
+        assert!(got.len() >= whole.len(), "{} < {}", got.len(), whole.len());
+    }
+}
+
+#[test]
+fn memory_is_bounded_for_a_long_clean_body() {
+    let scanner = scanner();
+    let mut s = scanner.stream();
+    let chunk =
+        "{\"role\":\"user\",\"content\":\"fn main() { println!(\\\"hi\\\"); }\"}\n".repeat(200);
+    for _ in 0..500 {
+        assert!(s.push(chunk.as_bytes()).is_empty());
+        assert!(s.buffered() <= chunk.len() + 2 * scanner.horizon() + 4096);
+    }
+    assert!(s.finish().is_empty());
+    assert_eq!(s.settled(), 500 * chunk.len());
+}
+
+#[test]
+fn settled_offset_advances_while_streaming() {
+    let scanner = scanner();
+    let mut s = scanner.stream();
+    let chunk = vec![b'a'; 64 * 1024];
+    s.push(&chunk);
+    s.push(&chunk);
+    assert!(s.settled() >= 2 * chunk.len() - scanner.horizon() - 1);
+}

@@ -62,25 +62,43 @@ fn syntax_config() -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false)
 }
 
-/// Compiles a rule pattern for the hot path: bytes, no Unicode classes or word boundaries.
-pub(crate) fn compile_regex(
+/// Checks a rule pattern without building its automata (cheap, for loading rule files):
+/// syntax, not matching the empty string, the secret group existing. Returns the window reach.
+pub(crate) fn check_pattern(
     pattern: &str,
     secret_group: Option<usize>,
-) -> Result<CompiledRegex, String> {
+    max_len: Option<usize>,
+) -> Result<usize, String> {
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
         .parse(pattern)
         .map_err(|e| regex_error(&e.to_string()))?;
-    if hir.properties().minimum_len() == Some(0) {
+    let props = hir.properties();
+    if props.minimum_len() == Some(0) {
         return Err("pattern can match the empty string".to_string());
     }
-    let reach = match hir.properties().maximum_len() {
-        Some(n) if n <= MAX_REACH => n,
-        Some(_) => MAX_REACH,
-        None => UNBOUNDED_REACH,
+    if let Some(g) = secret_group
+        && g > props.explicit_captures_len()
+    {
+        return Err(format!("secret group {g} does not exist in the pattern"));
+    }
+    let reach = match (max_len, props.maximum_len()) {
+        (Some(n), _) => n,
+        (None, Some(n)) => n,
+        (None, None) => UNBOUNDED_REACH,
     };
+    Ok(reach.clamp(1, MAX_REACH))
+}
+
+/// Compiles a rule pattern for the hot path: bytes, no Unicode classes or word boundaries.
+pub(crate) fn compile_regex(
+    pattern: &str,
+    secret_group: Option<usize>,
+    max_len: Option<usize>,
+) -> Result<CompiledRegex, String> {
+    let reach = check_pattern(pattern, secret_group, max_len)?;
     let regex = Regex::builder()
         .syntax(syntax_config())
         .configure(
@@ -202,6 +220,7 @@ fn entropy_rule() -> Rule {
             .to_vec(),
         pattern: r#"(?i)(?:key|secret|token|passw(?:or)?d|pwd|auth|credential)[a-z0-9_.-]{0,24}["']?[ \t]{0,4}(?::=|=>|:|=)[ \t]{0,4}["'`]?(?P<secret>[A-Za-z0-9+/_.~=-]{20,128})"#.into(),
         secret_group: None,
+        max_len: None,
         confidence: Confidence::Low,
         min_entropy: Some(4.0),
         generic: true,
@@ -232,13 +251,13 @@ impl Scanner {
         let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
         let mut always = Vec::new();
         for (idx, (rule, source)) in sources.into_iter().enumerate() {
-            let regex = compile_regex(&rule.pattern, rule.secret_group).map_err(|reason| {
-                ScanError::RuleFile {
+            let regex = compile_regex(&rule.pattern, rule.secret_group, rule.max_len).map_err(
+                |reason| ScanError::RuleFile {
                     file: rule.file.to_string(),
                     line: rule.line,
                     reason: format!("rule `{}`: {reason}", rule.id),
-                }
-            })?;
+                },
+            )?;
             let idx = u32::try_from(idx).map_err(|_| ScanError::Build("too many rules".into()))?;
             let kws = if rule.keywords.is_empty() {
                 derive_keywords(&rule.pattern)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::engine::{ScanConfig, Scanner, compile_regex};
+use crate::engine::{ScanConfig, Scanner, check_pattern};
 use crate::error::ScanError;
 use crate::finding::Confidence;
 
@@ -21,7 +21,6 @@ const BUILTIN: &[(&str, &str)] = &[
     ("mail.yaml", include_str!("../rules/mail.yaml")),
     ("registries.yaml", include_str!("../rules/registries.yaml")),
     ("infra.yaml", include_str!("../rules/infra.yaml")),
-    ("saas.yaml", include_str!("../rules/saas.yaml")),
     ("keys.yaml", include_str!("../rules/keys.yaml")),
     ("generic.yaml", include_str!("../rules/generic.yaml")),
 ];
@@ -44,6 +43,9 @@ pub struct Rule {
     /// Capture group holding the secret when the pattern has no `secret` group (gitleaks'
     /// `secretGroup`).
     pub secret_group: Option<usize>,
+    /// Longest match, in bytes, when the pattern itself is unbounded (`+`, `*`, `{n,}`): how far
+    /// around a keyword the regex looks. Default: the pattern's own bound, else 4 KiB.
+    pub max_len: Option<usize>,
     pub confidence: Confidence,
     /// Minimum Shannon entropy (bits per byte) of the secret span.
     pub min_entropy: Option<f64>,
@@ -119,6 +121,8 @@ struct GateRule {
     #[serde(default)]
     keywords: Vec<String>,
     pattern: String,
+    #[serde(default)]
+    max_len: Option<usize>,
     #[serde(default)]
     confidence: Confidence,
     #[serde(default)]
@@ -260,6 +264,7 @@ impl RuleSet {
                 keywords: r.keywords,
                 pattern: r.pattern,
                 secret_group: None,
+                max_len: r.max_len,
                 confidence: r.confidence,
                 min_entropy: r.min_entropy,
                 generic: r.generic,
@@ -327,6 +332,7 @@ impl RuleSet {
                             keywords: Vec::new(),
                             pattern: pattern.clone(),
                             secret_group: None,
+                            max_len: None,
                             confidence: Confidence::Medium,
                             min_entropy: None,
                             generic: false,
@@ -380,6 +386,7 @@ impl RuleSet {
                 keywords: r.keywords,
                 pattern: regex,
                 secret_group: r.secret_group.filter(|&g| g > 0),
+                max_len: None,
                 confidence: Confidence::Medium,
                 min_entropy: r.entropy,
                 generic: false,
@@ -439,7 +446,7 @@ impl RuleSet {
                 rule.id
             )));
         }
-        compile_regex(&rule.pattern, rule.secret_group)
+        check_pattern(&rule.pattern, rule.secret_group, rule.max_len)
             .map_err(|reason| err(format!("rule `{}`: {reason}", rule.id)))?;
         self.rules.push(rule);
         Ok(())

@@ -13,7 +13,7 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use crate::entropy::shannon_entropy;
 use crate::error::ScanError;
 use crate::finding::{Confidence, Finding, Source, merge};
-use crate::known_values::{KnownMatcher, KnownValues};
+use crate::known_values::KnownValues;
 use crate::rules::{Rule, RuleSet};
 use crate::stream::StreamScanner;
 
@@ -174,16 +174,36 @@ struct CompiledRule {
     regex: CompiledRegex,
     min_entropy: Option<f64>,
     generic: bool,
+    /// How far before a keyword hit the window starts.
+    reach_before: usize,
+}
+
+/// What a prefilter hit leads to.
+enum Target {
+    /// Confirm this rule in a window around the hit.
+    Rule(u32),
+    /// A known value: the hit is the finding (label index).
+    Known(u32),
+}
+
+struct Entry {
+    target: Target,
+    /// The exact bytes the hit must equal (case-sensitive keywords, known values); `None`:
+    /// any ASCII case.
+    exact: Option<Box<[u8]>>,
 }
 
 struct Inner {
     rules: Vec<CompiledRule>,
+    /// One automaton for every keyword and every known-value form (ASCII case-insensitive,
+    /// overlapping matches).
     prefilter: Option<AhoCorasick>,
-    /// Rules to confirm for each prefilter pattern.
-    keyword_rules: Vec<Vec<u32>>,
+    /// What each prefilter pattern leads to.
+    entries: Vec<Vec<Entry>>,
     /// Rules with no keyword: confirmed over the whole input.
     always: Vec<u32>,
-    known: Option<KnownMatcher>,
+    known_labels: Vec<Arc<str>>,
+    known_values: usize,
     horizon: usize,
     fingerprint: u64,
 }
@@ -198,10 +218,7 @@ impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scanner")
             .field("rules", &self.inner.rules.len())
-            .field(
-                "known_values",
-                &self.inner.known.as_ref().map_or(0, |k| k.value_count()),
-            )
+            .field("known_values", &self.inner.known_values)
             .field("horizon", &self.inner.horizon)
             .finish()
     }
@@ -221,6 +238,8 @@ fn entropy_rule() -> Rule {
         pattern: r#"(?i)(?:key|secret|token|passw(?:or)?d|pwd|auth|credential)[a-z0-9_.-]{0,24}["']?[ \t]{0,4}(?::=|=>|:|=)[ \t]{0,4}["'`]?(?P<secret>[A-Za-z0-9+/_.~=-]{20,128})"#.into(),
         secret_group: None,
         max_len: None,
+        reach_before: Some(40),
+        case_sensitive_keywords: false,
         confidence: Confidence::Low,
         min_entropy: Some(4.0),
         generic: true,
@@ -247,8 +266,18 @@ impl Scanner {
             sources.push((entropy_rule(), Source::Entropy));
         }
         let mut rules = Vec::with_capacity(sources.len());
-        let mut keywords: Vec<String> = Vec::new();
-        let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut entries: Vec<Vec<Entry>> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        let mut add = |pattern: &[u8], entry: Entry| {
+            let key = pattern.to_ascii_lowercase();
+            let p = *index.entry(key.clone()).or_insert_with(|| {
+                patterns.push(key);
+                entries.push(Vec::new());
+                patterns.len() - 1
+            });
+            entries[p].push(entry);
+        };
         let mut always = Vec::new();
         for (idx, (rule, source)) in sources.into_iter().enumerate() {
             let regex = compile_regex(&rule.pattern, rule.secret_group, rule.max_len).map_err(
@@ -259,23 +288,22 @@ impl Scanner {
                 },
             )?;
             let idx = u32::try_from(idx).map_err(|_| ScanError::Build("too many rules".into()))?;
-            let kws = if rule.keywords.is_empty() {
-                derive_keywords(&rule.pattern)
+            let (kws, exact) = if rule.keywords.is_empty() {
+                (derive_keywords(&rule.pattern), false)
             } else {
-                rule.keywords.clone()
+                (rule.keywords.clone(), rule.case_sensitive_keywords)
             };
             if kws.is_empty() {
                 always.push(idx);
             }
             for kw in kws {
-                let kw = kw.to_ascii_lowercase();
-                match keywords.iter().position(|k| *k == kw) {
-                    Some(p) => keyword_rules[p].push(idx),
-                    None => {
-                        keywords.push(kw);
-                        keyword_rules.push(vec![idx]);
-                    }
-                }
+                add(
+                    kw.as_bytes(),
+                    Entry {
+                        target: Target::Rule(idx),
+                        exact: exact.then(|| kw.as_bytes().into()),
+                    },
+                );
             }
             rules.push(CompiledRule {
                 id: rule.id.as_str().into(),
@@ -283,12 +311,31 @@ impl Scanner {
                 name: rule.name.as_str().into(),
                 confidence: rule.confidence,
                 source,
-                regex,
                 min_entropy: rule.min_entropy,
                 generic: rule.generic,
+                reach_before: rule
+                    .reach_before
+                    .map_or(regex.reach, |b| b.min(regex.reach)),
+                regex,
             });
         }
-        let prefilter = if keywords.is_empty() {
+        let (known_patterns, known_values) = config.known_values.patterns();
+        let mut known_labels = Vec::new();
+        let mut known_max = 0;
+        for (pattern, label) in known_patterns {
+            let i = u32::try_from(known_labels.len())
+                .map_err(|_| ScanError::Build("too many known values".into()))?;
+            known_labels.push(label);
+            known_max = known_max.max(pattern.len());
+            add(
+                &pattern,
+                Entry {
+                    target: Target::Known(i),
+                    exact: Some(pattern.clone().into()),
+                },
+            );
+        }
+        let prefilter = if patterns.is_empty() {
             None
         } else {
             Some(
@@ -296,15 +343,14 @@ impl Scanner {
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
                     .kind(Some(AhoCorasickKind::DFA))
-                    .build(&keywords)
+                    .build(&patterns)
                     .map_err(|e| ScanError::Build(format!("keyword prefilter: {e}")))?,
             )
         };
-        let known = config.known_values.matcher()?;
         let horizon = rules
             .iter()
             .map(|r| r.regex.reach)
-            .chain(known.as_ref().map(|k| k.max_len()))
+            .chain(Some(known_max))
             .max()
             .unwrap_or(0)
             + 1;
@@ -312,9 +358,10 @@ impl Scanner {
             inner: Arc::new(Inner {
                 rules,
                 prefilter,
-                keyword_rules,
+                entries,
                 always,
-                known,
+                known_labels,
+                known_values,
                 horizon,
                 fingerprint: NEXT_FINGERPRINT.fetch_add(1, Ordering::Relaxed),
             }),
@@ -344,7 +391,7 @@ impl Scanner {
 
     /// Number of distinct known values being matched.
     pub fn known_value_count(&self) -> usize {
-        self.inner.known.as_ref().map_or(0, |k| k.value_count())
+        self.inner.known_values
     }
 
     /// Identifies this compiled scanner (distinct for every [`Scanner::new`]), so caches never
@@ -360,12 +407,34 @@ impl Scanner {
         // Per rule: merged windows (start, end) to confirm in.
         let mut slot = vec![u32::MAX; inner.rules.len()];
         let mut active: Vec<(u32, Vec<(usize, usize)>)> = Vec::new();
+        let known_id: Arc<str> = "known-value".into();
+        let known_service: Arc<str> = "known value".into();
         if let Some(ac) = &inner.prefilter {
             for m in ac.find_overlapping_iter(data) {
-                for &r in &inner.keyword_rules[m.pattern().as_usize()] {
-                    let reach = inner.rules[r as usize].regex.reach;
-                    let ws = m.start().saturating_sub(reach);
-                    let we = m.end().saturating_add(reach).min(data.len());
+                for entry in &inner.entries[m.pattern().as_usize()] {
+                    if let Some(exact) = &entry.exact
+                        && data[m.range()] != **exact
+                    {
+                        continue;
+                    }
+                    let r = match entry.target {
+                        Target::Rule(r) => r,
+                        Target::Known(k) => {
+                            out.push(Finding {
+                                rule_id: known_id.clone(),
+                                service: known_service.clone(),
+                                name: inner.known_labels[k as usize].clone(),
+                                start: m.start(),
+                                end: m.end(),
+                                confidence: Confidence::High,
+                                source: Source::KnownValue,
+                            });
+                            continue;
+                        }
+                    };
+                    let rule = &inner.rules[r as usize];
+                    let ws = m.start().saturating_sub(rule.reach_before);
+                    let we = m.end().saturating_add(rule.regex.reach).min(data.len());
                     let s = &mut slot[r as usize];
                     if *s == u32::MAX {
                         *s = active.len() as u32;
@@ -391,9 +460,6 @@ impl Scanner {
             for &(ws, we) in wins {
                 confirm(rule, data, ws, we, &mut out);
             }
-        }
-        if let Some(known) = &inner.known {
-            known.find(data, &mut out);
         }
         out
     }

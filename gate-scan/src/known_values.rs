@@ -4,12 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-
 use crate::encode;
 use crate::entropy::shannon_entropy;
 use crate::error::ScanError;
-use crate::finding::{Confidence, Finding, Source};
+#[cfg(test)]
+use crate::finding::Source;
 
 /// Minimum length of a harvested value.
 pub const MIN_LEN: usize = 8;
@@ -37,6 +36,9 @@ const NAME_EXCEPTIONS: &[&str] = &[
     "KEYTIMEOUT",
     "GPG_KEY_ID",
 ];
+
+/// One form of a known value and the label of where the value came from.
+pub(crate) type LabelledPattern = (Vec<u8>, Arc<str>);
 
 #[derive(Clone)]
 struct Entry {
@@ -325,12 +327,9 @@ impl KnownValues {
         self.entries.iter().map(|e| &*e.label).collect()
     }
 
-    pub(crate) fn matcher(&self) -> Result<Option<KnownMatcher>, ScanError> {
-        if self.entries.is_empty() {
-            return Ok(None);
-        }
-        let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut labels: Vec<Arc<str>> = Vec::new();
+    /// Every form (raw and encoded) of every distinct value, with the label of its source.
+    pub(crate) fn patterns(&self) -> (Vec<LabelledPattern>, usize) {
+        let mut patterns: Vec<(Vec<u8>, Arc<str>)> = Vec::new();
         let mut values: Vec<&[u8]> = Vec::new();
         for e in &self.entries {
             if values.contains(&e.value.as_slice()) {
@@ -342,55 +341,12 @@ impl KnownValues {
             forms.extend(encode::url_forms(&e.value));
             forms.extend(encode::json_forms(&e.value));
             for f in forms {
-                if f.len() >= MIN_LEN && !patterns.contains(&f) {
-                    patterns.push(f);
-                    labels.push(e.label.clone());
+                if f.len() >= MIN_LEN && !patterns.iter().any(|(p, _)| *p == f) {
+                    patterns.push((f, e.label.clone()));
                 }
             }
         }
-        let max_len = patterns.iter().map(Vec::len).max().unwrap_or(0);
-        let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .map_err(|e| ScanError::Build(format!("known values: {e}")))?;
-        Ok(Some(KnownMatcher {
-            ac,
-            labels,
-            max_len,
-            values: values.len(),
-        }))
-    }
-}
-
-/// The compiled literal matcher for known values.
-pub(crate) struct KnownMatcher {
-    ac: AhoCorasick,
-    labels: Vec<Arc<str>>,
-    max_len: usize,
-    values: usize,
-}
-
-impl KnownMatcher {
-    pub(crate) fn max_len(&self) -> usize {
-        self.max_len
-    }
-    pub(crate) fn value_count(&self) -> usize {
-        self.values
-    }
-    pub(crate) fn find(&self, data: &[u8], out: &mut Vec<Finding>) {
-        let id: Arc<str> = "known-value".into();
-        let service: Arc<str> = "known value".into();
-        for m in self.ac.find_iter(data) {
-            out.push(Finding {
-                rule_id: id.clone(),
-                service: service.clone(),
-                name: self.labels[m.pattern().as_usize()].clone(),
-                start: m.start(),
-                end: m.end(),
-                confidence: Confidence::High,
-                source: Source::KnownValue,
-            });
-        }
+        (patterns, values.len())
     }
 }
 

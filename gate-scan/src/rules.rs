@@ -46,6 +46,12 @@ pub struct Rule {
     /// Longest match, in bytes, when the pattern itself is unbounded (`+`, `*`, `{n,}`): how far
     /// around a keyword the regex looks. Default: the pattern's own bound, else 4 KiB.
     pub max_len: Option<usize>,
+    /// How far before the start of its keyword a match may begin (default: the whole reach).
+    /// A small value keeps the confirming window short for assignment-shaped rules.
+    pub reach_before: Option<usize>,
+    /// Match the keywords case-sensitively (e.g. `PASSWORD` in env files, not `password` in
+    /// code).
+    pub case_sensitive_keywords: bool,
     pub confidence: Confidence,
     /// Minimum Shannon entropy (bits per byte) of the secret span.
     pub min_entropy: Option<f64>,
@@ -123,6 +129,10 @@ struct GateRule {
     pattern: String,
     #[serde(default)]
     max_len: Option<usize>,
+    #[serde(default)]
+    reach_before: Option<usize>,
+    #[serde(default)]
+    case_sensitive_keywords: bool,
     #[serde(default)]
     confidence: Confidence,
     #[serde(default)]
@@ -265,6 +275,8 @@ impl RuleSet {
                 pattern: r.pattern,
                 secret_group: None,
                 max_len: r.max_len,
+                reach_before: r.reach_before,
+                case_sensitive_keywords: r.case_sensitive_keywords,
                 confidence: r.confidence,
                 min_entropy: r.min_entropy,
                 generic: r.generic,
@@ -333,6 +345,8 @@ impl RuleSet {
                             pattern: pattern.clone(),
                             secret_group: None,
                             max_len: None,
+                            reach_before: None,
+                            case_sensitive_keywords: false,
                             confidence: Confidence::Medium,
                             min_entropy: None,
                             generic: false,
@@ -387,6 +401,8 @@ impl RuleSet {
                 pattern: regex,
                 secret_group: r.secret_group.filter(|&g| g > 0),
                 max_len: None,
+                reach_before: None,
+                case_sensitive_keywords: false,
                 confidence: Confidence::Medium,
                 min_entropy: r.entropy,
                 generic: false,

@@ -8,10 +8,16 @@ use gate_scan::{KnownValues, ScanConfig, Scanner};
 #[path = "../benches/corpus.rs"]
 mod corpus;
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -19,6 +25,23 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "bench-files".into());
     std::fs::create_dir_all(&out).expect("create output folder");
+    let values = corpus::known_values(100);
+    let rss_start = status_kib("VmRSS:");
+    let t = Instant::now();
+    let mut config = ScanConfig::builtin().expect("rules");
+    let mut kv = KnownValues::new();
+    kv.harvest_env(values.clone());
+    config.known_values = kv;
+    let rules = config.rules.len();
+    let scanner = Scanner::new(config).expect("scanner");
+    let compile = t.elapsed();
+    let rss_compiled = status_kib("VmRSS:");
+    println!(
+        "gate: {rules} rules + 100 known values compiled in {compile:?}; automata {} KiB, RSS +{} KiB, stream horizon {} bytes",
+        scanner.memory_usage() / 1024,
+        rss_compiled.saturating_sub(rss_start),
+        scanner.horizon()
+    );
     let files = [
         (
             "llm-anthropic-64KiB.json",
@@ -38,23 +61,12 @@ fn main() {
         ),
         ("adversarial-1MiB.txt", corpus::adversarial(1 << 20)),
     ];
-    let values = corpus::known_values(100);
     let env: String = values.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(format!("{out}/known-values.env"), env).expect("write known values");
     for (name, data) in &files {
         std::fs::write(format!("{out}/{name}"), data).expect("write bench file");
     }
-    let rss_before = peak_rss_kib().unwrap_or(0);
-    let t = Instant::now();
-    let mut config = ScanConfig::builtin().expect("rules");
-    let mut kv = KnownValues::new();
-    kv.harvest_env(values);
-    config.known_values = kv;
-    let rules = config.rules.len();
-    let scanner = Scanner::new(config).expect("scanner");
-    let compile = t.elapsed();
-    let rss_compiled = peak_rss_kib().unwrap_or(0);
-    println!("gate: {rules} rules + 100 known values compiled in {compile:?}");
+    let rss_inputs = status_kib("VmRSS:");
     for (name, data) in &files {
         let runs = if data.len() > 4 << 20 { 5 } else { 21 };
         let mut times: Vec<Duration> = (0..runs)
@@ -77,12 +89,19 @@ fn main() {
             scanner.scan(data).len()
         );
     }
-    let rss_end = peak_rss_kib().unwrap_or(0);
+    let mut stream = scanner.stream();
+    let mut max_buffered = 0;
+    for chunk in files[2].1.chunks(16 << 10) {
+        stream.push(chunk);
+        max_buffered = max_buffered.max(stream.buffered());
+    }
+    stream.finish();
+    println!("gate: streaming the 10 MiB body in 16 KiB chunks held at most {max_buffered} bytes");
     println!(
-        "gate: peak RSS {} KiB (before compile {} KiB, after compile {} KiB; inputs held in memory: {} KiB)",
-        rss_end,
-        rss_before,
-        rss_compiled,
-        files.iter().map(|(_, d)| d.len()).sum::<usize>() / 1024
+        "gate: RSS after scanning {} KiB (inputs {} KiB; growth while scanning, lazy DFA caches: {} KiB); peak {} KiB",
+        status_kib("VmRSS:"),
+        files.iter().map(|(_, d)| d.len()).sum::<usize>() / 1024,
+        status_kib("VmRSS:").saturating_sub(rss_inputs),
+        status_kib("VmHWM:")
     );
 }

@@ -384,6 +384,21 @@ impl Scanner {
         self.inner.horizon
     }
 
+    /// Heap bytes held by the compiled automata (prefilter and regexes; lazy DFA caches grow
+    /// on use and are not counted).
+    pub fn memory_usage(&self) -> usize {
+        self.inner
+            .prefilter
+            .as_ref()
+            .map_or(0, |ac| ac.memory_usage())
+            + self
+                .inner
+                .rules
+                .iter()
+                .map(|r| r.regex.regex.memory_usage())
+                .sum::<usize>()
+    }
+
     /// Number of compiled rules (including the entropy detector when on).
     pub fn rule_count(&self) -> usize {
         self.inner.rules.len()

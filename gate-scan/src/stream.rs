@@ -4,8 +4,9 @@
 use crate::engine::Scanner;
 use crate::finding::{Finding, merge};
 
-/// Minimum number of bytes a rescan settles, so tiny chunks do not cause quadratic work.
-const MIN_STEP: usize = 4096;
+/// Minimum number of bytes a rescan settles, so small chunks do not rescan the horizon over and
+/// over (the overlap costs at most horizon / MIN_STEP extra work).
+const MIN_STEP: usize = 32 * 1024;
 
 /// Scans a byte stream chunk by chunk. Findings carry absolute offsets in the stream.
 ///

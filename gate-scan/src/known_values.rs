@@ -436,6 +436,20 @@ mod tests {
     }
 
     #[test]
+    fn rule_findings_win_over_known_value_duplicates() {
+        let key = format!("AKIA{}{}", "EXAMPLE", "23456XYZA");
+        let mut kv = KnownValues::new();
+        assert!(kv.add("$AWS_ACCESS_KEY_ID", &key));
+        let mut config = ScanConfig::builtin().unwrap();
+        config.known_values = kv;
+        let s = Scanner::new(config).unwrap();
+        let found = s.scan(format!("id = {key}\n").as_bytes());
+        assert_eq!(found.len(), 1);
+        assert_eq!(&*found[0].rule_id, "aws-access-key-id");
+        assert_eq!(found[0].source, Source::Rule);
+    }
+
+    #[test]
     fn files_in_every_format() {
         let secret = fake("f");
         let cases = [

@@ -642,6 +642,21 @@ regex = '''acme_(unclosed'''
     }
 
     #[test]
+    fn gitleaks_secret_group_narrows_the_span() {
+        let text = "[[rules]]\nid = \"acme-pass\"\nregex = '''acme_pass=([a-z0-9]{12})'''\nsecretGroup = 1\nkeywords = [\"acme_pass\"]\n";
+        let rules = RuleSet::from_gitleaks_toml(text, "g.toml").unwrap();
+        let scanner = Scanner::new(ScanConfig {
+            rules,
+            ..ScanConfig::without_rules()
+        })
+        .unwrap();
+        let data = format!("x acme_pass={} y", "q1w2e3r4t5y6");
+        let found = scanner.scan(data.as_bytes());
+        assert_eq!(found.len(), 1);
+        assert_eq!(&data[found[0].range()], "q1w2e3r4t5y6");
+    }
+
+    #[test]
     fn gitleaks_toml_syntax_error_has_line() {
         let err = RuleSet::from_gitleaks_toml("[[rules]]\nid = \n", "g.toml")
             .unwrap_err()

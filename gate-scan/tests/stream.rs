@@ -141,3 +141,47 @@ fn settled_offset_advances_while_streaming() {
         assert!(s.position() - s.settled() <= 2 * scanner.horizon() + 32 * 1024);
     }
 }
+
+/// Random bytes sprinkled with keywords and rule examples, streamed in random chunk sizes:
+/// nothing panics, and the streamed coverage equals the whole-buffer coverage.
+#[test]
+fn random_inputs_in_random_chunks_never_panic_and_agree() {
+    let scanner = scanner();
+    let rules = RuleSet::builtin().unwrap();
+    let examples: Vec<&str> = rules.iter().map(|r| r.examples[0].as_str()).collect();
+    let mut x: u64 = 0x0123_4567_89ab_cdef;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..20 {
+        let mut data = Vec::new();
+        while data.len() < 20_000 {
+            match next() % 4 {
+                0 => data.extend_from_slice(
+                    examples[(next() % examples.len() as u64) as usize].as_bytes(),
+                ),
+                1 => data.extend_from_slice(
+                    b" password=\"\\\\n\" token: secret_ key- sk-ant- -----BEGIN ",
+                ),
+                _ => data.extend((0..(next() % 64)).map(|_| next() as u8)),
+            }
+        }
+        let whole = scanner.scan(&data);
+        let sizes: Vec<usize> = (0..8).map(|_| (next() % 5000) as usize + 1).collect();
+        let got = stream_in(&scanner, &data, &sizes);
+        let cover = |f: &[Finding]| {
+            let mut v = vec![false; data.len()];
+            for f in f {
+                v[f.range()].iter_mut().for_each(|b| *b = true);
+            }
+            v
+        };
+        assert!(
+            cover(&got) == cover(&whole),
+            "round {round}: coverage differs"
+        );
+    }
+}

@@ -1,0 +1,719 @@
+//! The compiled database behind [`Scanner`]: an Aho-Corasick keyword prefilter picks the rules
+//! worth confirming and the byte windows around each keyword hit; the rule's regex (a lazy DFA
+//! over bytes, ASCII-only classes and word boundaries) then runs only inside those windows.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::syntax;
+use regex_automata::{Input, PatternID};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+
+use crate::entropy::shannon_entropy;
+use crate::error::ScanError;
+use crate::finding::{Confidence, Finding, Source, merge};
+use crate::known_values::KnownValues;
+use crate::rules::{Rule, RuleSet};
+use crate::stream::StreamScanner;
+
+/// Window reach used for a rule whose regex has no upper bound on its match length.
+pub(crate) const UNBOUNDED_REACH: usize = 4096;
+/// Largest window reach any rule may ask for (a long PEM private key fits).
+const MAX_REACH: usize = 16 * 1024;
+
+/// What a [`Scanner`] is built from.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    pub rules: RuleSet,
+    pub known_values: KnownValues,
+    /// Turn on the entropy detector (high-entropy values assigned to secret-sounding names).
+    pub entropy: bool,
+}
+
+impl ScanConfig {
+    /// The built-in rules, no known values, entropy off (the proxy's default).
+    pub fn builtin() -> Result<ScanConfig, ScanError> {
+        Ok(ScanConfig {
+            rules: RuleSet::builtin()?,
+            ..ScanConfig::without_rules()
+        })
+    }
+
+    /// No rules, no known values, entropy off.
+    pub fn without_rules() -> ScanConfig {
+        ScanConfig {
+            rules: RuleSet::empty(),
+            known_values: KnownValues::new(),
+            entropy: false,
+        }
+    }
+}
+
+pub(crate) struct CompiledRegex {
+    pub(crate) regex: Regex,
+    /// Capture group index that holds the secret.
+    pub(crate) group: Option<usize>,
+    /// Window reach: the longest match this regex can produce (capped).
+    pub(crate) reach: usize,
+}
+
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
+}
+
+/// Checks a rule pattern without building its automata (cheap, for loading rule files):
+/// syntax, not matching the empty string, the secret group existing. Returns the window reach.
+pub(crate) fn check_pattern(
+    pattern: &str,
+    secret_group: Option<usize>,
+    max_len: Option<usize>,
+) -> Result<usize, String> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_err(|e| regex_error(&e.to_string()))?;
+    let props = hir.properties();
+    if props.minimum_len() == Some(0) {
+        return Err("pattern can match the empty string".to_string());
+    }
+    if let Some(g) = secret_group
+        && g > props.explicit_captures_len()
+    {
+        return Err(format!("secret group {g} does not exist in the pattern"));
+    }
+    let reach = match (max_len, props.maximum_len()) {
+        (Some(n), _) => n,
+        (None, Some(n)) => n,
+        (None, None) => UNBOUNDED_REACH,
+    };
+    Ok(reach.clamp(1, MAX_REACH))
+}
+
+/// Compiles a rule pattern for the hot path: bytes, no Unicode classes or word boundaries.
+pub(crate) fn compile_regex(
+    pattern: &str,
+    secret_group: Option<usize>,
+    max_len: Option<usize>,
+) -> Result<CompiledRegex, String> {
+    let reach = check_pattern(pattern, secret_group, max_len)?;
+    let regex = Regex::builder()
+        .syntax(syntax_config())
+        .configure(
+            meta::Config::new()
+                .utf8_empty(false)
+                .hybrid_cache_capacity(4 * 1024 * 1024),
+        )
+        .build(pattern)
+        .map_err(|e| regex_error(&e.to_string()))?;
+    let named = regex.group_info().to_index(PatternID::ZERO, "secret");
+    let group = match (named, secret_group) {
+        (Some(g), _) => Some(g),
+        (None, Some(g)) if g < regex.group_info().group_len(PatternID::ZERO) => Some(g),
+        (None, Some(g)) => return Err(format!("secret group {g} does not exist in the pattern")),
+        (None, None) => None,
+    };
+    Ok(CompiledRegex {
+        regex,
+        group,
+        reach,
+    })
+}
+
+fn regex_error(text: &str) -> String {
+    // regex-syntax errors are multi-line drawings; keep the one line that says what is wrong.
+    let reason = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .map(|l| l.trim_start_matches("error:").trim().to_string())
+        .unwrap_or_else(|| text.lines().last().unwrap_or(text).trim().to_string());
+    format!("invalid regex: {reason}")
+}
+
+/// Literals every match of `pattern` contains (its possible prefixes or suffixes), for rules
+/// that declare no keywords; empty when none are long enough to be a useful prefilter.
+pub(crate) fn derive_keywords(pattern: &str) -> Vec<String> {
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+    else {
+        return Vec::new();
+    };
+    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let mut extractor = Extractor::new();
+        extractor.kind(kind);
+        let seq = extractor.extract(&hir);
+        let Some(lits) = seq.literals() else { continue };
+        if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 3) {
+            continue;
+        }
+        let mut out: Vec<String> = lits
+            .iter()
+            .map(|l| String::from_utf8_lossy(l.as_bytes()).to_ascii_lowercase())
+            .collect();
+        out.sort();
+        out.dedup();
+        if out.len() <= 64 {
+            return out;
+        }
+    }
+    Vec::new()
+}
+
+struct CompiledRule {
+    id: Arc<str>,
+    service: Arc<str>,
+    name: Arc<str>,
+    confidence: Confidence,
+    source: Source,
+    regex: CompiledRegex,
+    min_entropy: Option<f64>,
+    generic: bool,
+    /// How far before a keyword hit the window starts.
+    reach_before: usize,
+}
+
+/// What a prefilter hit leads to.
+enum Target {
+    /// Confirm this rule in a window around the hit.
+    Rule(u32),
+    /// A known value: the hit is the finding (label index).
+    Known(u32),
+}
+
+struct Entry {
+    target: Target,
+    /// The exact bytes the hit must equal (case-sensitive keywords, known values); `None`:
+    /// any ASCII case.
+    exact: Option<Box<[u8]>>,
+}
+
+struct Inner {
+    rules: Vec<CompiledRule>,
+    /// One automaton for every keyword and every known-value form (ASCII case-insensitive,
+    /// overlapping matches).
+    prefilter: Option<AhoCorasick>,
+    /// What each prefilter pattern leads to.
+    entries: Vec<Vec<Entry>>,
+    /// Rules with no keyword: confirmed over the whole input.
+    always: Vec<u32>,
+    known_labels: Vec<Arc<str>>,
+    known_values: usize,
+    horizon: usize,
+    fingerprint: u64,
+}
+
+/// The compiled scanner. Cheap to clone (shared), `Send + Sync`.
+#[derive(Clone)]
+pub struct Scanner {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("rules", &self.inner.rules.len())
+            .field("known_values", &self.inner.known_values)
+            .field("horizon", &self.inner.horizon)
+            .finish()
+    }
+}
+
+/// The entropy detector as a rule: a value of at least 20 characters, assigned to a name that
+/// sounds like a secret, whose entropy is high.
+fn entropy_rule() -> Rule {
+    Rule {
+        id: "high-entropy-assignment".into(),
+        service: "entropy".into(),
+        name: "high-entropy value assigned to a secret-sounding name".into(),
+        description: String::new(),
+        keywords: ["key", "secret", "token", "passw", "pwd", "auth", "credential"]
+            .map(String::from)
+            .to_vec(),
+        pattern: r#"(?i)(?:key|secret|token|passw(?:or)?d|pwd|auth|credential)[a-z0-9_.-]{0,24}["']?[ \t]{0,4}(?::=|=>|:|=)[ \t]{0,4}["'`]?(?P<secret>[A-Za-z0-9+/_.~=-]{20,128})"#.into(),
+        secret_group: None,
+        max_len: None,
+        reach_before: Some(40),
+        case_sensitive_keywords: false,
+        confidence: Confidence::Low,
+        min_entropy: Some(4.0),
+        generic: true,
+        examples: Vec::new(),
+        negative: Vec::new(),
+        file: "builtin:entropy".into(),
+        line: 0,
+    }
+}
+
+static NEXT_FINGERPRINT: AtomicU64 = AtomicU64::new(1);
+
+impl Scanner {
+    /// Compiles the rules, the known values and (if asked) the entropy detector.
+    pub fn new(config: ScanConfig) -> Result<Scanner, ScanError> {
+        let mut sources: Vec<(Rule, Source)> = config
+            .rules
+            .rules()
+            .iter()
+            .cloned()
+            .map(|r| (r, Source::Rule))
+            .collect();
+        if config.entropy {
+            sources.push((entropy_rule(), Source::Entropy));
+        }
+        let mut rules = Vec::with_capacity(sources.len());
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut entries: Vec<Vec<Entry>> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        let mut add = |pattern: &[u8], entry: Entry| {
+            let key = pattern.to_ascii_lowercase();
+            let p = *index.entry(key.clone()).or_insert_with(|| {
+                patterns.push(key);
+                entries.push(Vec::new());
+                patterns.len() - 1
+            });
+            entries[p].push(entry);
+        };
+        let mut always = Vec::new();
+        for (idx, (rule, source)) in sources.into_iter().enumerate() {
+            let regex = compile_regex(&rule.pattern, rule.secret_group, rule.max_len).map_err(
+                |reason| ScanError::RuleFile {
+                    file: rule.file.to_string(),
+                    line: rule.line,
+                    reason: format!("rule `{}`: {reason}", rule.id),
+                },
+            )?;
+            let idx = u32::try_from(idx).map_err(|_| ScanError::Build("too many rules".into()))?;
+            let (kws, exact) = if rule.keywords.is_empty() {
+                (derive_keywords(&rule.pattern), false)
+            } else {
+                (rule.keywords.clone(), rule.case_sensitive_keywords)
+            };
+            if kws.is_empty() {
+                always.push(idx);
+            }
+            for kw in kws {
+                add(
+                    kw.as_bytes(),
+                    Entry {
+                        target: Target::Rule(idx),
+                        exact: exact.then(|| kw.as_bytes().into()),
+                    },
+                );
+            }
+            rules.push(CompiledRule {
+                id: rule.id.as_str().into(),
+                service: rule.service.as_str().into(),
+                name: rule.name.as_str().into(),
+                confidence: rule.confidence,
+                source,
+                min_entropy: rule.min_entropy,
+                generic: rule.generic,
+                reach_before: rule
+                    .reach_before
+                    .map_or(regex.reach, |b| b.min(regex.reach)),
+                regex,
+            });
+        }
+        let (known_patterns, known_values) = config.known_values.patterns();
+        let mut known_labels = Vec::new();
+        let mut known_max = 0;
+        for (pattern, label) in known_patterns {
+            let i = u32::try_from(known_labels.len())
+                .map_err(|_| ScanError::Build("too many known values".into()))?;
+            known_labels.push(label);
+            known_max = known_max.max(pattern.len());
+            add(
+                &pattern,
+                Entry {
+                    target: Target::Known(i),
+                    exact: Some(pattern.clone().into()),
+                },
+            );
+        }
+        let prefilter = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .map_err(|e| ScanError::Build(format!("keyword prefilter: {e}")))?,
+            )
+        };
+        let horizon = rules
+            .iter()
+            .map(|r| r.regex.reach)
+            .chain(Some(known_max))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        Ok(Scanner {
+            inner: Arc::new(Inner {
+                rules,
+                prefilter,
+                entries,
+                always,
+                known_labels,
+                known_values,
+                horizon,
+                fingerprint: NEXT_FINGERPRINT.fetch_add(1, Ordering::Relaxed),
+            }),
+        })
+    }
+
+    /// Every secret in `data`, overlapping findings merged, sorted by offset.
+    pub fn scan(&self, data: &[u8]) -> Vec<Finding> {
+        merge(self.scan_unmerged(data))
+    }
+
+    /// A scanner for a body that arrives in chunks; see [`StreamScanner`].
+    pub fn stream(&self) -> StreamScanner {
+        StreamScanner::new(self.clone())
+    }
+
+    /// The longest span (plus one byte of context) any finding can cover: how far back a
+    /// streaming scan must keep bytes.
+    pub fn horizon(&self) -> usize {
+        self.inner.horizon
+    }
+
+    /// Heap bytes held by the compiled automata (prefilter and regexes; lazy DFA caches grow
+    /// on use and are not counted).
+    pub fn memory_usage(&self) -> usize {
+        self.inner
+            .prefilter
+            .as_ref()
+            .map_or(0, |ac| ac.memory_usage())
+            + self
+                .inner
+                .rules
+                .iter()
+                .map(|r| r.regex.regex.memory_usage())
+                .sum::<usize>()
+    }
+
+    /// Number of compiled rules (including the entropy detector when on).
+    pub fn rule_count(&self) -> usize {
+        self.inner.rules.len()
+    }
+
+    /// Number of distinct known values being matched.
+    pub fn known_value_count(&self) -> usize {
+        self.inner.known_values
+    }
+
+    /// Identifies this compiled scanner (distinct for every [`Scanner::new`]), so caches never
+    /// mix results of different rule sets.
+    pub fn fingerprint(&self) -> u64 {
+        self.inner.fingerprint
+    }
+
+    /// All findings, unmerged (one per rule match), in no particular order.
+    pub(crate) fn scan_unmerged(&self, data: &[u8]) -> Vec<Finding> {
+        let inner = &*self.inner;
+        let mut out = Vec::new();
+        // Per rule: merged windows (start, end) to confirm in.
+        let mut slot = vec![u32::MAX; inner.rules.len()];
+        let mut active: Vec<(u32, Vec<(usize, usize)>)> = Vec::new();
+        let known_id: Arc<str> = "known-value".into();
+        let known_service: Arc<str> = "known value".into();
+        if let Some(ac) = &inner.prefilter {
+            for m in ac.find_overlapping_iter(data) {
+                for entry in &inner.entries[m.pattern().as_usize()] {
+                    if let Some(exact) = &entry.exact
+                        && data[m.range()] != **exact
+                    {
+                        continue;
+                    }
+                    let r = match entry.target {
+                        Target::Rule(r) => r,
+                        Target::Known(k) => {
+                            out.push(Finding {
+                                rule_id: known_id.clone(),
+                                service: known_service.clone(),
+                                name: inner.known_labels[k as usize].clone(),
+                                start: m.start(),
+                                end: m.end(),
+                                confidence: Confidence::High,
+                                source: Source::KnownValue,
+                            });
+                            continue;
+                        }
+                    };
+                    let rule = &inner.rules[r as usize];
+                    let ws = m.start().saturating_sub(rule.reach_before);
+                    let we = m.end().saturating_add(rule.regex.reach).min(data.len());
+                    let s = &mut slot[r as usize];
+                    if *s == u32::MAX {
+                        *s = active.len() as u32;
+                        active.push((r, vec![(ws, we)]));
+                        continue;
+                    }
+                    let wins = &mut active[*s as usize].1;
+                    match wins.last_mut() {
+                        Some(last) if ws <= last.1 => {
+                            last.0 = last.0.min(ws);
+                            last.1 = last.1.max(we);
+                        }
+                        _ => wins.push((ws, we)),
+                    }
+                }
+            }
+        }
+        for &r in &inner.always {
+            active.push((r, vec![(0, data.len())]));
+        }
+        for (r, wins) in &active {
+            let rule = &inner.rules[*r as usize];
+            for &(ws, we) in wins {
+                confirm(rule, data, ws, we, &mut out);
+            }
+        }
+        out
+    }
+}
+
+fn confirm(rule: &CompiledRule, data: &[u8], ws: usize, we: usize, out: &mut Vec<Finding>) {
+    let input = Input::new(data).span(ws..we);
+    match rule.regex.group {
+        None => {
+            for m in rule.regex.regex.find_iter(input) {
+                accept(rule, data, m.start(), m.end(), out);
+            }
+        }
+        Some(g) => {
+            for caps in rule.regex.regex.captures_iter(input) {
+                if let Some(span) = caps.get_group(g) {
+                    accept(rule, data, span.start, span.end, out);
+                }
+            }
+        }
+    }
+}
+
+fn accept(rule: &CompiledRule, data: &[u8], start: usize, end: usize, out: &mut Vec<Finding>) {
+    let Some(secret) = data.get(start..end) else {
+        return;
+    };
+    if secret.is_empty() {
+        return;
+    }
+    if let Some(min) = rule.min_entropy
+        && shannon_entropy(secret) < min
+    {
+        return;
+    }
+    if rule.generic && looks_like_placeholder(secret) {
+        return;
+    }
+    if rule.source == Source::Entropy && !looks_random(secret) {
+        return;
+    }
+    out.push(Finding {
+        rule_id: rule.id.clone(),
+        service: rule.service.clone(),
+        name: rule.name.clone(),
+        start,
+        end,
+        confidence: rule.confidence,
+        source: rule.source,
+    });
+}
+
+/// The entropy detector's second opinion: random tokens mix in digits and have no long runs of
+/// lower-case letters, unlike identifiers such as `kSecAttrKeyTypeECSECPrimeRandom`.
+pub(crate) fn looks_random(value: &[u8]) -> bool {
+    let digits = value.iter().filter(|b| b.is_ascii_digit()).count();
+    let mut run = 0;
+    let mut longest = 0;
+    for b in value {
+        if b.is_ascii_lowercase() {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    digits >= 2 && longest < 7
+}
+
+/// Values a generic (assignment-shaped) rule must not report: template variables, code,
+/// well-known placeholders, redaction markers.
+pub(crate) fn looks_like_placeholder(value: &[u8]) -> bool {
+    const MARKERS: &[&[u8]] = &[
+        b"${", b"{{", b"<", b">", b"%s", b"%(", b"(", b")", b"[", b"]", b"\\n", b"\\t",
+    ];
+    const WORDS: &[&str] = &[
+        "placeholder",
+        "changeme",
+        "change_me",
+        "change-me",
+        "your",
+        "redacted",
+        "dummy",
+        "sample",
+        "xxxx",
+        "****",
+        "....",
+        "todo",
+        "fixme",
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "environ",
+        "getenv",
+        "process.env",
+        "config.",
+        "settings.",
+        "self.",
+        "this.",
+        "args.",
+        "params.",
+        "options.",
+        "opts.",
+        "request.",
+        "ctx.",
+        "null",
+        "none",
+        "undefined",
+        "string",
+        "bytes",
+    ];
+    if value
+        .first()
+        .is_some_and(|&b| b == b'$' || b == b'&' || b == b'*' || b == b'@')
+    {
+        return true;
+    }
+    if MARKERS
+        .iter()
+        .any(|m| value.windows(m.len()).any(|w| w == *m))
+    {
+        return true;
+    }
+    let lower = value.to_ascii_lowercase();
+    WORDS
+        .iter()
+        .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanner_for(yaml: &str) -> Scanner {
+        let rules = RuleSet::from_yaml(yaml, "t.yaml").unwrap();
+        Scanner::new(ScanConfig {
+            rules,
+            ..ScanConfig::without_rules()
+        })
+        .unwrap()
+    }
+
+    const ACME: &str = "rules:\n  - id: acme-key\n    service: Acme\n    keywords: [acme_]\n    pattern: '\\bacme_[a-z0-9]{24}\\b'\n";
+
+    #[test]
+    fn scanner_is_send_and_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Scanner>();
+    }
+
+    #[test]
+    fn finds_a_rule_match_with_byte_offsets() {
+        let s = scanner_for(ACME);
+        let secret = format!("acme_{}", "k3y9".repeat(6));
+        let text = format!("héllo {secret} bye");
+        let found = s.scan(text.as_bytes());
+        assert_eq!(found.len(), 1);
+        assert_eq!(&text.as_bytes()[found[0].range()], secret.as_bytes());
+        assert_eq!(&*found[0].rule_id, "acme-key");
+        assert_eq!(found[0].source, Source::Rule);
+    }
+
+    #[test]
+    fn keyword_prefilter_is_case_insensitive_but_regex_decides() {
+        let s = scanner_for(ACME);
+        let upper = format!("ACME_{}", "k3y9".repeat(6));
+        assert!(s.scan(upper.as_bytes()).is_empty());
+    }
+
+    #[test]
+    fn named_secret_group_narrows_the_span() {
+        let s = scanner_for(
+            "rules:\n  - id: acme-pass\n    service: Acme\n    keywords: [acme_pass]\n    pattern: 'acme_pass=(?P<secret>[a-z0-9]{12})'\n",
+        );
+        let text = format!("x acme_pass={} y", "q1w2e3r4t5y6");
+        let f = s.scan(text.as_bytes());
+        assert_eq!(f.len(), 1);
+        assert_eq!(&text[f[0].range()], "q1w2e3r4t5y6");
+    }
+
+    #[test]
+    fn rules_without_keywords_get_derived_ones_or_run_everywhere() {
+        assert_eq!(derive_keywords("myco_[a-z]{8}"), vec!["myco_"]);
+        assert_eq!(derive_keywords("(?i)Foo_(a|b)"), vec!["foo_a", "foo_b"]);
+        assert!(derive_keywords("[a-z]{8}x").is_empty());
+        let s = scanner_for(
+            "rules:\n  - id: bare\n    service: X\n    pattern: '\\b[0-9]{4}-[0-9]{4}-zz\\b'\n",
+        );
+        assert_eq!(s.scan(b"id 1234-5678-zz end").len(), 1);
+    }
+
+    #[test]
+    fn empty_matching_patterns_are_rejected() {
+        let err = RuleSet::from_yaml(
+            "rules:\n  - id: e\n    service: X\n    pattern: 'a*'\n",
+            "e.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "e.yaml:2: rule `e`: pattern can match the empty string"
+        );
+    }
+
+    #[test]
+    fn no_findings_cap_many_decoys_do_not_hide_a_secret() {
+        let s = scanner_for(ACME);
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!("acme_{:024} ", i));
+        }
+        text.push_str(&format!("acme_{}", "zz99".repeat(6)));
+        let found = s.scan(text.as_bytes());
+        assert_eq!(found.len(), 20_001);
+    }
+
+    #[test]
+    fn entropy_detector_skips_identifiers() {
+        assert!(!looks_random(b"kCMSEncoderDigestAlgorithmSHA256"));
+        assert!(!looks_random(b"kSecAttrKeyTypeECSECPrimeRandom"));
+        assert!(looks_random(b"Zq8vR3mK9pLw2xT7bN4c"));
+        let mut config = ScanConfig::without_rules();
+        config.entropy = true;
+        let s = Scanner::new(config).unwrap();
+        let value = format!("{}{}", "Zq8vR3mK9pLw2xT7", "bN4cQ1s");
+        assert_eq!(
+            s.scan(format!("my_token = \"{value}\"").as_bytes()).len(),
+            1
+        );
+        assert!(s.scan(b"key = kCMSEncoderDigestAlgorithmSHA256").is_empty());
+    }
+
+    #[test]
+    fn placeholders_are_recognised() {
+        assert!(looks_like_placeholder(b"${DB_PASSWORD}"));
+        assert!(looks_like_placeholder(b"your-api-key-here"));
+        assert!(looks_like_placeholder(b"os.environ"));
+        assert!(!looks_like_placeholder(b"Zq8vR3mK9pLw2xT7"));
+    }
+}

@@ -8,6 +8,7 @@ pub mod dirs;
 pub mod dns;
 pub mod doctor;
 pub mod enforce;
+pub mod guard;
 pub mod harden;
 pub mod policy;
 pub mod proxy;

@@ -11,6 +11,8 @@
 //! - `.../echo`: answers 200 with the request body streamed back; headers `x-up-method`,
 //!   `x-up-version` (as the upstream saw it), `x-up-host` (Host or :authority), `x-up-path`.
 //! - `.../digest`: reads the whole body, answers `len=N fnv=HEX` (see [`fnv64`]).
+//! - `.../record`: keeps the whole request (see [`Upstream::recorded`]) and answers with the
+//!   body it received; with `?sse=N` as `text/event-stream` in frames of N bytes.
 //! - `.../sse`: `text/event-stream`; sends `data: first`, then waits until
 //!   [`Upstream::release_sse`] is called (at most 30 s), then `data: second` and ends.
 //! - `.../ws`: answers an Upgrade with 101 and then echoes raw bytes both ways.
@@ -198,8 +200,28 @@ impl Options {
 
 struct Shared {
     requests: AtomicU64,
+    recorded: std::sync::Mutex<Vec<Recorded>>,
     sse: tokio::sync::Notify,
     git_root: Option<PathBuf>,
+}
+
+/// One request exactly as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
 }
 
 /// A running upstream on 127.0.0.1; stopped when dropped.
@@ -240,6 +262,7 @@ impl Upstream {
             .expect("upstream runtime");
         let shared = Arc::new(Shared {
             requests: AtomicU64::new(0),
+            recorded: std::sync::Mutex::new(Vec::new()),
             sse: tokio::sync::Notify::new(),
             git_root: opts.git_root.clone(),
         });
@@ -293,6 +316,15 @@ impl Upstream {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Every request the `/record` route received, in order.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.shared
+            .recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Lets one `/sse` stream (waiting now, or the next one to wait) send its second event.
     pub fn release_sse(&self) {
         self.shared.sse.notify_one();
@@ -343,7 +375,63 @@ async fn route(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
     if let (Some(root), Some(_)) = (sh.git_root.clone(), path.strip_prefix("/git/")) {
         return git_backend(req, root).await;
     }
-    let mut resp = if path.ends_with("/echo") {
+    let mut resp = if path.ends_with("/record") {
+        let uri = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let sse: Option<usize> = uri
+            .split("sse=")
+            .nth(1)
+            .and_then(|v| v.split('&').next())
+            .and_then(|v| v.parse().ok());
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes().to_vec(),
+            Err(e) => return Response::new(full(format!("error {e}"))),
+        };
+        sh.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Recorded {
+                method: method.clone(),
+                uri,
+                headers,
+                body: body.clone(),
+            });
+        match sse {
+            Some(n) if n > 0 => {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+                tokio::spawn(async move {
+                    let mut framed = b"data: ".to_vec();
+                    framed.extend_from_slice(&body);
+                    framed.extend_from_slice(b"\n\n");
+                    for piece in framed.chunks(n) {
+                        if tx
+                            .send(Ok(Frame::data(Bytes::copy_from_slice(piece))))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                });
+                let mut r = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/event-stream"),
+                );
+                r
+            }
+            _ => Response::new(full(body)),
+        }
+    } else if path.ends_with("/echo") {
         let body = req.into_body().map_err(|e| Box::new(e) as BoxError).boxed();
         Response::new(body)
     } else if path.ends_with("/digest") {

@@ -201,7 +201,15 @@ async fn run_async(settings: Settings, args: &Args, level: Level) -> anyhow::Res
     let ca = Arc::new(
         crate::ca::Ca::load_or_init(&crate::dirs::data_dir()).context("loading gate's CA")?,
     );
-    let proxy = Proxy::new(&settings, ca.clone(), audit.clone()).context("starting the proxy")?;
+    let guard = crate::guard::from_settings(&settings, audit.clone(), &crate::dirs::data_dir())
+        .context("starting the secret scanner")?;
+    let proxy = Proxy::with_inspector(
+        &settings,
+        ca.clone(),
+        audit.clone(),
+        Arc::new(guard.clone()),
+    )
+    .context("starting the proxy")?;
 
     let loopback4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let forward =
@@ -267,7 +275,11 @@ async fn run_async(settings: Settings, args: &Args, level: Level) -> anyhow::Res
         }
     };
     let mut end = Event::new(EventKind::Run, Decision::Allow);
-    end.reason = Some(format!("gate run finished: child exit status {code}"));
+    end.reason = Some(format!(
+        "gate run finished: child exit status {code}; {} request body bytes scanned, {} forwarded unscanned",
+        guard.scanned_bytes(),
+        guard.unscanned_bytes()
+    ));
     let _ = audit.record(&end);
     drop(tmp);
     Ok(code)

@@ -61,7 +61,9 @@ pub fn run(global: &Global, args: &Args) -> anyhow::Result<ExitCode> {
         settings.mode.as_str()
     ));
     audit.record(&ev)?;
-    let proxy = Proxy::new(&settings, ca.clone(), audit.clone())?;
+    let guard = crate::guard::from_settings(&settings, audit.clone(), &crate::dirs::data_dir())
+        .context("starting the secret scanner")?;
+    let proxy = Proxy::with_inspector(&settings, ca.clone(), audit.clone(), Arc::new(guard))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -88,12 +90,6 @@ pub fn run(global: &Global, args: &Args) -> anyhow::Result<ExitCode> {
             audit.path().display()
         )
         .and_then(|()| std::io::stdout().flush());
-        // Honest about what this build does: the scanner plugs in through Proxy::with_inspector.
-        tracing::warn!(
-            "no secret scanner is plugged into the proxy in this build: mode {} is not enforced, \
-             traffic is intercepted, policed by host and audited only",
-            proxy.settings().mode.as_str()
-        );
         let f = tokio::spawn(proxy.clone().serve_forward(fwd));
         let r = tokio::spawn(proxy.serve_reverse(rev));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -81,7 +81,12 @@ pub enum ProxyError {
     )]
     TunnelNotAllowed { dest: String, config: String },
     #[error("refused: {reason}")]
-    Inspector { status: StatusCode, reason: String },
+    Inspector {
+        status: StatusCode,
+        reason: String,
+        /// A body in the client's own protocol (content type, bytes), if the inspector gave one.
+        body: Option<(String, bytes::Bytes)>,
+    },
 
     // ---- upstream ----
     #[error("upstream {host}: cannot resolve the name: {why}")]
@@ -117,6 +122,7 @@ impl From<super::inspect::Refusal> for ProxyError {
         ProxyError::Inspector {
             status: r.status,
             reason: r.reason,
+            body: r.body,
         }
     }
 }

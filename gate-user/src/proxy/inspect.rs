@@ -31,13 +31,21 @@ pub struct Refusal {
     pub status: StatusCode,
     /// One line a person can act on; never the secret itself.
     pub reason: String,
+    /// A response body in the client's own protocol (content type, bytes) instead of the
+    /// one-line text body: git's report-status, so `git push` itself prints why.
+    pub body: Option<(String, Bytes)>,
 }
 
 impl Refusal {
     pub fn forbidden(reason: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::FORBIDDEN, reason)
+    }
+
+    pub fn with_status(status: StatusCode, reason: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::FORBIDDEN,
+            status,
             reason: reason.into(),
+            body: None,
         }
     }
 }
@@ -85,6 +93,11 @@ pub trait Inspector: Send + Sync + 'static {
         info: &RequestInfo,
         head: &mut http::response::Parts,
     ) -> Result<Option<Box<dyn BodyInspector>>, Refusal>;
+
+    /// The request path as it may be written to the audit log (secrets in it redacted).
+    fn scrub_path(&self, path: &str) -> String {
+        path.to_string()
+    }
 }
 
 /// Forwards everything unchanged.

@@ -64,6 +64,22 @@ pub(crate) fn full(status: StatusCode, text: String) -> Response<ProxyBody> {
     r
 }
 
+/// A refusal spoken in the client's own protocol (git's report-status, say).
+fn protocol_body(status: StatusCode, content_type: &str, bytes: Bytes) -> Response<ProxyBody> {
+    let mut r = Response::new(
+        http_body_util::Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r.headers_mut()
+        .insert("x-gate", HeaderValue::from_static("refused"));
+    r
+}
+
 fn incoming(b: Incoming) -> ProxyBody {
     b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
 }
@@ -200,7 +216,7 @@ impl Proxy {
             return self.connect(ctx, req).await;
         }
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let path = self.inspector.scrub_path(req.uri().path());
         match self.clone().forward(&ctx, req).await {
             Ok(r) => r,
             Err((err, host)) => {
@@ -219,6 +235,14 @@ impl Proxy {
                 ev.reason = Some(err.to_string());
                 let _ = self.record(&ev);
                 tracing::info!("request refused: {err}");
+                if let ProxyError::Inspector {
+                    status,
+                    body: Some((content_type, bytes)),
+                    ..
+                } = err
+                {
+                    return protocol_body(status, &content_type, bytes);
+                }
                 full(err.status(), format!("gate: {err}"))
             }
         }
@@ -454,6 +478,7 @@ impl Proxy {
                 seen += data.len() as u64;
                 if seen > cap {
                     return Err(ProxyError::Inspector {
+                        body: None,
                         status: StatusCode::PAYLOAD_TOO_LARGE,
                         reason: format!(
                             "request body larger than scan.max_body_bytes ({cap} bytes); raise \

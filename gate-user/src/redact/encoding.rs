@@ -165,7 +165,10 @@ mod tests {
         let zeros = vec![0u8; 8 << 20];
         for c in [Coding::Gzip, Coding::Deflate, Coding::Br, Coding::Zstd] {
             let enc = encode(&zeros, &[c]).unwrap();
-            assert!(enc.len() * 50 < zeros.len(), "{c:?} compresses zeros at least 50:1");
+            assert!(
+                enc.len() * 50 < zeros.len(),
+                "{c:?} compresses zeros at least 50:1"
+            );
             assert!(
                 matches!(
                     decode(&enc, &[c], 1 << 20),

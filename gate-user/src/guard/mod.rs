@@ -1,0 +1,652 @@
+//! Where the scanner meets the traffic: the proxy's [`Inspector`] that looks at every request's
+//! URL, headers and body (whatever its Content-Type says, through its Content-Encoding, JSON
+//! escapes, URL encoding and base64), and redacts, blocks or records what it finds; restores
+//! placeholders in responses for the local agent; and refuses `git push`es that carry secrets
+//! in git's own protocol. Every failure refuses the request: nothing is forwarded unscanned.
+pub mod provider;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use gate_scan::{KnownValues, RuleSet, ScanConfig, Scanner};
+use http::{HeaderValue, StatusCode, header};
+
+use crate::audit::{AuditLog, Decision, Event, EventKind, FindingRecord};
+use crate::config::{Mode, Settings};
+use crate::proxy::inspect::{BodyInspector, Inspector, Refusal, RequestInfo, RequestPlan};
+use crate::redact::encoding;
+use crate::redact::restore::{Escape, Restorer};
+use crate::redact::view::{self, Finder, Plan};
+use crate::redact::{RedactionKey, Span, Vault};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("scanner: {0}")]
+    Scan(#[from] gate_scan::ScanError),
+    #[error(transparent)]
+    Key(#[from] crate::redact::RedactError),
+}
+
+/// The guard for these settings: built-in rules plus `scan.signatures`, known values from the
+/// environment and the configured secret files, the per-install redaction key from `data_dir`.
+pub fn from_settings(
+    settings: &Settings,
+    audit: Arc<AuditLog>,
+    data_dir: &Path,
+) -> Result<Guard, GuardError> {
+    let mut rules = RuleSet::builtin()?;
+    for f in &settings.signatures {
+        rules.extend(RuleSet::from_file(f)?)?;
+    }
+    let mut known = if settings.scan_env {
+        KnownValues::from_env()
+    } else {
+        KnownValues::new()
+    };
+    for f in &settings.secret_files {
+        match known.load_file(f) {
+            Ok(_) => {}
+            Err(gate_scan::ScanError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::debug!("secret file {} does not exist", f.display());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let scanner = Scanner::new(ScanConfig {
+        rules,
+        known_values: known,
+        entropy: settings.entropy,
+    })?;
+    let key = RedactionKey::load_or_init(data_dir)?;
+    Ok(Guard::new(
+        Arc::new(scanner),
+        key,
+        settings.mode,
+        audit,
+        settings.max_body_bytes,
+    ))
+}
+
+/// How deep base64 blocks inside base64 blocks are looked into.
+const BASE64_DEPTH: usize = 2;
+
+/// Adapts gate-scan's scanner to the redaction layer's [`Finder`].
+struct ScanFinder<'a>(&'a Scanner);
+
+impl Finder for ScanFinder<'_> {
+    fn find(&self, data: &[u8]) -> Vec<Span> {
+        self.0
+            .scan(data)
+            .into_iter()
+            .map(|f| Span {
+                start: f.start,
+                end: f.end,
+                rule: crate::redact::sanitize_rule(&f.rule_id),
+            })
+            .collect()
+    }
+}
+
+/// The scanner-backed inspector. Cheap to clone; one per proxy.
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scanner: Arc<Scanner>,
+    key: RedactionKey,
+    vault: Arc<Vault>,
+    mode: Mode,
+    audit: Arc<AuditLog>,
+    max_body: u64,
+    providers: provider::ProviderKeys,
+    pack_limits: gate_pack::Limits,
+    /// Request body bytes that went upstream without being scanned. Stays 0: every path
+    /// that cannot scan refuses instead.
+    unscanned: AtomicU64,
+    /// Request body bytes scanned.
+    scanned: AtomicU64,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("mode", &self.inner.mode)
+            .field("vault", &self.inner.vault)
+            .field("rules", &self.inner.scanner.rule_count())
+            .finish()
+    }
+}
+
+impl Guard {
+    pub fn new(
+        scanner: Arc<Scanner>,
+        key: RedactionKey,
+        mode: Mode,
+        audit: Arc<AuditLog>,
+        max_body: u64,
+    ) -> Self {
+        let pack_limits = gate_pack::Limits {
+            max_pack_bytes: max_body,
+            ..gate_pack::Limits::default()
+        };
+        Self {
+            inner: Arc::new(Inner {
+                scanner,
+                key,
+                vault: Arc::new(Vault::default()),
+                mode,
+                audit,
+                max_body,
+                providers: provider::ProviderKeys::default(),
+                pack_limits,
+                unscanned: AtomicU64::new(0),
+                scanned: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Request body bytes forwarded without a scan (always 0; exported for the audit log).
+    pub fn unscanned_bytes(&self) -> u64 {
+        self.inner.unscanned.load(Ordering::Relaxed)
+    }
+
+    pub fn scanned_bytes(&self) -> u64 {
+        self.inner.scanned.load(Ordering::Relaxed)
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.inner.vault
+    }
+}
+
+impl Inner {
+    fn finder(&self) -> ScanFinder<'_> {
+        ScanFinder(&self.scanner)
+    }
+
+    fn plan(&self, data: &[u8]) -> Plan {
+        self.scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
+        view::plan(data, &self.finder(), &self.key, BASE64_DEPTH)
+    }
+
+    /// Records one finding event per secret; the write is synced before the verdict goes on.
+    /// An audit failure refuses the request.
+    fn record_findings(
+        &self,
+        info: &RequestInfo,
+        location: &str,
+        findings: &[(String, String, String)],
+    ) -> Result<(), Refusal> {
+        let decision = match self.mode {
+            Mode::Redact => Decision::Redact,
+            Mode::Block => Decision::Block,
+            Mode::Audit => Decision::Audit,
+        };
+        self.record_with(info, decision, location, findings)
+    }
+
+    fn record_with(
+        &self,
+        info: &RequestInfo,
+        decision: Decision,
+        location: &str,
+        findings: &[(String, String, String)],
+    ) -> Result<(), Refusal> {
+        let mut ev = Event::new(EventKind::Finding, decision);
+        ev.pid = info.client.pid;
+        ev.command = info.client.command.clone();
+        ev.host = Some(info.host.clone());
+        ev.port = Some(info.port);
+        ev.method = Some(info.method.to_string());
+        ev.path = Some(self.scrub_path(info.path_and_query.split('?').next().unwrap_or("")));
+        ev.findings = findings
+            .iter()
+            .map(|(rule, placeholder, where_)| FindingRecord {
+                rule: rule.clone(),
+                placeholder: (!placeholder.is_empty()).then(|| placeholder.clone()),
+                location: if where_.is_empty() {
+                    location.to_string()
+                } else {
+                    format!("{location}:{where_}")
+                },
+            })
+            .collect();
+        ev.reason = Some(format!("{} secret(s) found in {location}", findings.len()));
+        self.audit.record(&ev).map_err(|e| {
+            Refusal::with_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("audit log unwritable, request refused (fail closed): {e}"),
+            )
+        })
+    }
+
+    /// A path with any secret in it replaced by its placeholder, for the audit log.
+    fn scrub_path(&self, path: &str) -> String {
+        let plan = view::plan(path.as_bytes(), &self.finder(), &self.key, 0);
+        if plan.is_clean() {
+            path.to_string()
+        } else {
+            String::from_utf8_lossy(&plan.apply(path.as_bytes())).into_owned()
+        }
+    }
+
+    fn block_reason(&self, location: &str, plan: &Plan) -> String {
+        let mut rules: Vec<String> = plan.findings().into_iter().map(|(r, _, _)| r).collect();
+        rules.dedup();
+        format!(
+            "gate blocked this request: {} secret(s) ({}) in the {location}. Remove the secret, \
+             or run gate with --mode redact to forward it with placeholders",
+            plan.findings().len(),
+            rules.join(", ")
+        )
+    }
+
+    /// URL path and query: scanned with URL encoding undone; placeholders are percent-encoded.
+    fn check_url(
+        &self,
+        info: &RequestInfo,
+        head: &mut http::request::Parts,
+    ) -> Result<(), Refusal> {
+        let pq = info.path_and_query.as_bytes();
+        let plan = self.plan(pq);
+        if plan.is_clean() {
+            return Ok(());
+        }
+        let found: Vec<_> = plan
+            .findings()
+            .into_iter()
+            .map(|(r, p, l)| (r, p, l.to_string()))
+            .collect();
+        self.record_findings(info, "url", &found)?;
+        match self.mode {
+            Mode::Block => Err(Refusal::forbidden(self.block_reason("URL", &plan))),
+            Mode::Audit => Ok(()),
+            Mode::Redact => {
+                for (ph, value) in &plan.values {
+                    self.vault.remember(ph, value);
+                }
+                let redacted = String::from_utf8_lossy(&plan.apply(pq))
+                    .replace('<', "%3C")
+                    .replace('>', "%3E");
+                let uri = head.uri.clone();
+                let mut parts = uri.into_parts();
+                parts.path_and_query = Some(redacted.parse().map_err(|_| {
+                    Refusal::with_status(
+                        StatusCode::BAD_REQUEST,
+                        "gate could not rewrite the URL after redaction",
+                    )
+                })?);
+                head.uri = http::Uri::from_parts(parts).map_err(|_| {
+                    Refusal::with_status(
+                        StatusCode::BAD_REQUEST,
+                        "gate could not rewrite the URL after redaction",
+                    )
+                })?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Every header value, except the agent's own provider key sent to its own provider.
+    fn check_headers(
+        &self,
+        info: &RequestInfo,
+        head: &mut http::request::Parts,
+    ) -> Result<(), Refusal> {
+        let mut all: Vec<(String, String, String)> = Vec::new();
+        let mut rewrites: Vec<(http::HeaderName, usize, HeaderValue)> = Vec::new();
+        let mut refuse: Option<String> = None;
+        for name in head.headers.keys() {
+            for (i, value) in head.headers.get_all(name).iter().enumerate() {
+                let bytes = value.as_bytes();
+                let plan = self.plan(bytes);
+                if plan.is_clean() {
+                    continue;
+                }
+                let findings = plan.findings();
+                let exempt = findings.iter().all(|(rule, _, _)| {
+                    self.providers.is_expected(
+                        &info.host,
+                        name.as_str(),
+                        rule,
+                        &self.scanner_label(bytes, rule),
+                    )
+                });
+                if exempt {
+                    continue;
+                }
+                all.extend(
+                    findings
+                        .iter()
+                        .map(|(r, p, _)| (r.clone(), p.clone(), name.as_str().to_string())),
+                );
+                if self.mode == Mode::Block {
+                    refuse.get_or_insert_with(|| {
+                        self.block_reason(&format!("header {}", name.as_str()), &plan)
+                    });
+                }
+                if self.mode == Mode::Redact {
+                    for (ph, v) in &plan.values {
+                        self.vault.remember(ph, v);
+                    }
+                    let new = HeaderValue::from_bytes(&plan.apply(bytes)).map_err(|_| {
+                        Refusal::with_status(
+                            StatusCode::BAD_REQUEST,
+                            "gate could not rewrite a header after redaction",
+                        )
+                    })?;
+                    rewrites.push((name.clone(), i, new));
+                }
+            }
+        }
+        if all.is_empty() {
+            return Ok(());
+        }
+        self.record_findings(info, "header", &all)?;
+        if let Some(reason) = refuse {
+            return Err(Refusal::forbidden(reason));
+        }
+        for (name, index, value) in rewrites {
+            let mut values: Vec<HeaderValue> =
+                head.headers.get_all(&name).iter().cloned().collect();
+            if let Some(slot) = values.get_mut(index) {
+                *slot = value;
+            }
+            head.headers.remove(&name);
+            for v in values {
+                head.headers.append(name.clone(), v);
+            }
+        }
+        Ok(())
+    }
+
+    /// The known-value label behind a known-value finding (e.g. the env var's name), if any.
+    fn scanner_label(&self, value: &[u8], rule: &str) -> String {
+        if rule != "known-value" {
+            return String::new();
+        }
+        self.scanner
+            .scan(value)
+            .into_iter()
+            .find(|f| &*f.rule_id == "known-value")
+            .map(|f| f.name.to_string())
+            .unwrap_or_default()
+    }
+
+    /// A whole request body: decoded, scanned through every layer, then redacted (and
+    /// re-encoded), refused, or passed unchanged as the mode says.
+    fn check_body(
+        &self,
+        info: &RequestInfo,
+        content_encoding: Option<&str>,
+        raw: Vec<u8>,
+    ) -> Result<Bytes, Refusal> {
+        let codings = encoding::parse(content_encoding).map_err(|e| {
+            Refusal::with_status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("gate cannot scan this body: {e}"),
+            )
+        })?;
+        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+        let decoded = encoding::decode(&raw, &codings, limit).map_err(|e| {
+            Refusal::with_status(
+                StatusCode::BAD_REQUEST,
+                format!("gate cannot scan this body: {e}"),
+            )
+        })?;
+        let plan = self.plan(&decoded);
+        if plan.is_clean() {
+            return Ok(Bytes::from(raw));
+        }
+        let found: Vec<_> = plan
+            .findings()
+            .into_iter()
+            .map(|(r, p, l)| (r, p, l.to_string()))
+            .collect();
+        self.record_findings(info, "body", &found)?;
+        match self.mode {
+            Mode::Block => Err(Refusal::forbidden(self.block_reason("request body", &plan))),
+            Mode::Audit => Ok(Bytes::from(raw)),
+            Mode::Redact => {
+                for (ph, value) in &plan.values {
+                    self.vault.remember(ph, value);
+                }
+                let redacted = plan.apply(&decoded);
+                let out = encoding::encode(&redacted, &codings).map_err(|e| {
+                    Refusal::with_status(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("gate could not re-encode the body: {e}"),
+                    )
+                })?;
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+
+    /// A git push: every object in the pack is scanned; a push with a secret is refused in
+    /// git's own protocol whatever the mode but audit (a pack cannot be rewritten).
+    fn check_push(
+        &self,
+        info: &RequestInfo,
+        content_encoding: Option<&str>,
+        raw: Vec<u8>,
+    ) -> Result<Bytes, Refusal> {
+        let refuse_in_git = |request: Option<&gate_pack::PushRequest>,
+                             findings: &[gate_pack::Finding],
+                             reason: Option<&str>| {
+            let text = match reason {
+                Some(r) => format!("gate refused this push: {r}"),
+                None => format!("gate blocked this push: {} secret(s)", findings.len()),
+            };
+            match request {
+                Some(req) => {
+                    let resp =
+                        gate_pack::refusal_response(req, &gate_pack::Refusal { findings, reason });
+                    Refusal {
+                        status: StatusCode::from_u16(resp.status).unwrap_or(StatusCode::FORBIDDEN),
+                        reason: text,
+                        body: Some((resp.content_type.to_string(), Bytes::from(resp.body))),
+                    }
+                }
+                None => Refusal::forbidden(text),
+            }
+        };
+        let body = gate_pack::decode_body(content_encoding, &raw, self.max_body)
+            .map_err(|e| refuse_in_git(None, &[], Some(&e.to_string())))?;
+        let pack = match gate_pack::parse_receive_pack(&body, &self.pack_limits) {
+            Ok(p) => p,
+            Err(e) => {
+                let req = gate_pack::parse_push_request(&body).ok();
+                let reason = format!("the pack could not be checked ({e}), so it is refused");
+                self.record_with(
+                    info,
+                    Decision::Block,
+                    "git push",
+                    &[("malformed-pack".into(), String::new(), String::new())],
+                )?;
+                return Err(refuse_in_git(req.as_ref(), &[], Some(&reason)));
+            }
+        };
+        let mut findings = Vec::new();
+        for item in &pack.items {
+            self.scanned
+                .fetch_add(item.data.len() as u64, Ordering::Relaxed);
+            let mut rules: Vec<String> = self
+                .scanner
+                .scan(&item.data)
+                .into_iter()
+                .map(|f| crate::redact::sanitize_rule(&f.rule_id))
+                .collect();
+            rules.dedup();
+            for rule in rules {
+                findings.push(gate_pack::Finding {
+                    rule,
+                    path: item.location(),
+                    commit: item
+                        .commit
+                        .map(|c| c.to_string().chars().take(7).collect())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        if findings.is_empty() {
+            return Ok(Bytes::from(raw));
+        }
+        let records: Vec<_> = findings
+            .iter()
+            .map(|f| {
+                (
+                    f.rule.clone(),
+                    String::new(),
+                    format!("{}@{}", f.path, f.commit),
+                )
+            })
+            .collect();
+        let refs: Vec<String> = pack
+            .request
+            .commands
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let location = format!("git push of {}", refs.join(", "));
+        match self.mode {
+            Mode::Audit => {
+                self.record_with(info, Decision::Audit, &location, &records)?;
+                Ok(Bytes::from(raw))
+            }
+            Mode::Block => {
+                self.record_with(info, Decision::Block, &location, &records)?;
+                Err(refuse_in_git(Some(&pack.request), &findings, None))
+            }
+            Mode::Redact => {
+                self.record_with(info, Decision::Block, &location, &records)?;
+                Err(refuse_in_git(
+                    Some(&pack.request),
+                    &findings,
+                    Some(gate_pack::REDACT_REASON),
+                ))
+            }
+        }
+    }
+}
+
+impl Inspector for Guard {
+    fn request(
+        &self,
+        info: &RequestInfo,
+        head: &mut http::request::Parts,
+    ) -> Result<RequestPlan, Refusal> {
+        self.inner.check_url(info, head)?;
+        self.inner.check_headers(info, head)?;
+        if self.inner.mode == Mode::Redact {
+            // Placeholders are restored in responses as they stream; that needs them unencoded.
+            head.headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
+        let header = |name: header::HeaderName| {
+            head.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_encoding = header(header::CONTENT_ENCODING);
+        let content_type = header(header::CONTENT_TYPE);
+        let push = gate_pack::is_receive_pack(
+            info.method.as_str(),
+            info.path_and_query.split('?').next().unwrap_or(""),
+            content_type.as_deref(),
+        );
+        let body = BodyGuard {
+            guard: self.inner.clone(),
+            info: info.clone(),
+            content_encoding,
+            push,
+            buf: Vec::new(),
+        };
+        Ok(RequestPlan {
+            body: Some(Box::new(body)),
+            settle_before_forwarding: true,
+        })
+    }
+
+    fn response(
+        &self,
+        _info: &RequestInfo,
+        head: &mut http::response::Parts,
+    ) -> Result<Option<Box<dyn BodyInspector>>, Refusal> {
+        if self.inner.mode != Mode::Redact || self.inner.vault.is_empty() {
+            return Ok(None);
+        }
+        let encoded = head
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity") && !v.trim().is_empty());
+        if encoded {
+            // The upstream compressed despite Accept-Encoding: identity; placeholders stay.
+            return Ok(None);
+        }
+        let ct = head
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let escape = Escape::for_content_type(ct);
+        // Restoring changes the length.
+        head.headers.remove(header::CONTENT_LENGTH);
+        Ok(Some(Box::new(RestoreBody(Restorer::new(
+            self.inner.vault.clone(),
+            escape,
+        )))))
+    }
+
+    fn scrub_path(&self, path: &str) -> String {
+        self.inner.scrub_path(path)
+    }
+}
+
+/// Collects a request body (the proxy bounds it by `scan.max_body_bytes`) and checks it whole.
+struct BodyGuard {
+    guard: Arc<Inner>,
+    info: RequestInfo,
+    content_encoding: Option<String>,
+    push: bool,
+    buf: Vec<u8>,
+}
+
+impl BodyInspector for BodyGuard {
+    fn chunk(&mut self, chunk: Bytes) -> Result<Bytes, Refusal> {
+        self.buf.extend_from_slice(&chunk);
+        Ok(Bytes::new())
+    }
+
+    fn finish(&mut self) -> Result<Bytes, Refusal> {
+        let raw = std::mem::take(&mut self.buf);
+        let guard = &self.guard;
+        if self.push {
+            guard.check_push(&self.info, self.content_encoding.as_deref(), raw)
+        } else {
+            guard.check_body(&self.info, self.content_encoding.as_deref(), raw)
+        }
+    }
+}
+
+/// Restores placeholders in a response, chunk by chunk.
+struct RestoreBody(Restorer);
+
+impl BodyInspector for RestoreBody {
+    fn chunk(&mut self, chunk: Bytes) -> Result<Bytes, Refusal> {
+        Ok(Bytes::from(self.0.push(&chunk)))
+    }
+
+    fn finish(&mut self) -> Result<Bytes, Refusal> {
+        Ok(Bytes::from(self.0.finish()))
+    }
+}

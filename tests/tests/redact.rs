@@ -1,0 +1,488 @@
+//! End-to-end tests of redaction, blocking and auditing (issue 5) through the real `gate serve`
+//! binary, real curl clients, and a local HTTPS upstream that records exactly what it received.
+//! Secrets are assembled at run time from pieces, so no file here holds one.
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use gate::redact::RedactionKey;
+use gate::redact::encoding::{self, Coding};
+use gate_tests::upstream::{Recorded, TestCa, Upstream};
+use gate_tests::util::{gate_bin, require_root};
+
+fn aws_key() -> String {
+    format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH")
+}
+
+fn github_token() -> String {
+    format!("ghp_{}{}", "aB3dE5fG7hJ9kL1mN2pQ4", "rS6tU8vW0xY2zA4")
+}
+
+/// A running `gate serve` with its own data, config and audit folders.
+struct Served {
+    child: Child,
+    fwd: String,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(mode: &str, ca: &TestCa, up: &Upstream, env: &[(&str, &str)]) -> Served {
+        Self::start_in(tempfile::tempdir().unwrap(), None, mode, ca, up, env)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        audit: Option<&Path>,
+        mode: &str,
+        ca: &TestCa,
+        up: &Upstream,
+        env: &[(&str, &str)],
+    ) -> Served {
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[upstream]\nresolve = [\"api.test=127.0.0.1:{}\"]\n",
+                up.port()
+            ),
+        )
+        .unwrap();
+        let audit_dir = audit
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("audit"));
+        let mut cmd = Command::new(gate_bin());
+        cmd.args([
+            "serve",
+            "--forward-proxy-port",
+            "0",
+            "--port",
+            "0",
+            "--mode",
+            mode,
+            "--upstream-ca",
+        ])
+        .arg(ca.cert_path())
+        .arg("--audit-dir")
+        .arg(&audit_dir)
+        .env("GATE_CONFIG", &config)
+        .env("GATE_DATA_DIR", dir.path().join("data"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("gate serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut fwd = None;
+        for line in BufReader::new(stdout).lines().take(10) {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("gate serve: forward proxy on ") {
+                fwd = Some(rest.split_whitespace().next().unwrap().to_string());
+                break;
+            }
+        }
+        Served {
+            child,
+            fwd: fwd.expect("gate serve announced its forward proxy"),
+            dir,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn placeholder(&self, rule: &str, secret: &str) -> String {
+        RedactionKey::load_or_init(&self.data())
+            .unwrap()
+            .placeholder(rule, secret.as_bytes())
+    }
+
+    /// curl through the forward proxy, trusting gate's CA; `body` goes in as a file.
+    fn curl(&self, path: &str, body: Option<&[u8]>, extra: &[&str]) -> Output {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-m", "20", "-x", &self.fwd, "--cacert"])
+            .arg(self.data().join("ca-cert.pem"))
+            .args(extra);
+        if let Some(b) = body {
+            let f = self.dir.path().join(format!("body-{}", rand_tag()));
+            std::fs::write(&f, b).unwrap();
+            cmd.arg("--data-binary").arg(format!("@{}", f.display()));
+        }
+        cmd.arg(format!("https://api.test{path}"));
+        cmd.output().expect("curl")
+    }
+
+    fn audit_text(&self) -> String {
+        let mut all = String::new();
+        for dir in [self.dir.path().join("audit")] {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_tag() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn setup() -> (tempfile::TempDir, TestCa, Upstream) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let up = Upstream::start(&ca, &["api.test"]);
+    (dir, ca, up)
+}
+
+fn last(up: &Upstream) -> Recorded {
+    up.recorded()
+        .pop()
+        .expect("the upstream received a request")
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start("redact", &ca, &up, &[]);
+    let key = aws_key();
+    let ph = gate.placeholder("aws-access-key-id", &key);
+
+    // JSON with the secret hidden behind a \u escape; the rest must arrive byte for byte.
+    let escaped = format!("\\u0041{}", &key[1..]);
+    let body =
+        format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"use {escaped} now\\n\"}}]}}");
+    let out = gate.curl(
+        "/record",
+        Some(body.as_bytes()),
+        &["-H", "content-type: application/json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = last(&up);
+    assert_eq!(
+        String::from_utf8(got.body).unwrap(),
+        format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"use {ph} now\\n\"}}]}}")
+    );
+
+    // Compressed bodies: decoded, redacted, encoded again.
+    for (coding, name) in [
+        (Coding::Gzip, "gzip"),
+        (Coding::Br, "br"),
+        (Coding::Zstd, "zstd"),
+        (Coding::Deflate, "deflate"),
+    ] {
+        let plain = format!("{{\"config\":\"aws_access_key_id = {key}\"}}");
+        let enc = encoding::encode(plain.as_bytes(), &[coding]).unwrap();
+        let out = gate.curl(
+            "/record",
+            Some(&enc),
+            &["-H", &format!("content-encoding: {name}")],
+        );
+        assert!(out.status.success());
+        let got = last(&up);
+        let dec = encoding::decode(&got.body, &[coding], 1 << 20).unwrap();
+        assert_eq!(
+            String::from_utf8(dec).unwrap(),
+            plain.replace(&key, &ph),
+            "{name}"
+        );
+    }
+
+    // multipart, form (URL-encoded), query string, header, base64 block.
+    let multipart = format!(
+        "--b\r\ncontent-disposition: form-data; name=\"f\"; filename=\"x.env\"\r\n\r\nKEY={key}\r\n--b--\r\n"
+    );
+    gate.curl(
+        "/record",
+        Some(multipart.as_bytes()),
+        &["-H", "content-type: multipart/form-data; boundary=b"],
+    );
+    assert_eq!(last(&up).body, multipart.replace(&key, &ph).into_bytes());
+
+    let form_key: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+    let form = format!("a=1&creds={form_key}&z=2");
+    gate.curl(
+        "/record",
+        Some(form.as_bytes()),
+        &["-H", "content-type: application/x-www-form-urlencoded"],
+    );
+    assert_eq!(
+        String::from_utf8(last(&up).body).unwrap(),
+        format!("a=1&creds={ph}&z=2")
+    );
+
+    gate.curl(&format!("/record?key={key}&x=1"), None, &[]);
+    let got = last(&up);
+    assert!(!got.uri.contains(&key), "{}", got.uri);
+    assert!(
+        got.uri.contains("REDACTED%3Caws-access-key-id:"),
+        "{}",
+        got.uri
+    );
+
+    let token = github_token();
+    gate.curl(
+        "/record",
+        None,
+        &["-H", &format!("x-deploy-token: {token}")],
+    );
+    let got = last(&up);
+    let h = String::from_utf8(got.header("x-deploy-token").unwrap().to_vec()).unwrap();
+    assert_eq!(h, gate.placeholder("github-pat-classic", &token));
+
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(format!("[default]\naws_access_key_id = {key}\n"));
+    gate.curl(
+        "/record",
+        Some(format!("{{\"file\":\"{b64}\"}}").as_bytes()),
+        &[],
+    );
+    let got = String::from_utf8(last(&up).body).unwrap();
+    let inner = got
+        .trim_start_matches("{\"file\":\"")
+        .trim_end_matches("\"}");
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(inner)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(decoded, format!("[default]\naws_access_key_id = {ph}\n"));
+
+    // Nothing the upstream received, and nothing in the audit log, holds the secret.
+    for r in up.recorded() {
+        assert!(!contains(&r.body, &key) && !r.uri.contains(&key));
+    }
+    let audit = gate.audit_text();
+    assert!(!audit.contains(&key) && !audit.contains(&token));
+    assert!(audit.contains("\"rule\":\"aws-access-key-id\""));
+    assert!(audit.contains(&ph), "findings carry their placeholder");
+}
+
+#[test]
+fn split_bodies_over_h1_chunks_and_h2_frames_are_redacted_whole() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start("redact", &ca, &up, &[]);
+    let key = aws_key();
+    let ph = gate.placeholder("aws-access-key-id", &key);
+    // 200 KiB of filler with the secret at an awkward offset: curl sends it in many chunks
+    // (h1, chunked transfer-encoding) and in many DATA frames (h2).
+    let mut body = "x".repeat(70_001);
+    body.push(' ');
+    body.push_str(&key);
+    body.push('\n');
+    body.push_str(&"y".repeat(130_000));
+    let want = body.replace(&key, &ph);
+    gate.curl(
+        "/record",
+        Some(body.as_bytes()),
+        &["--http1.1", "-H", "transfer-encoding: chunked"],
+    );
+    let got = last(&up);
+    assert_eq!(got.body.len(), want.len());
+    assert!(
+        got.body == want.as_bytes(),
+        "h1 chunked body altered beyond the redaction"
+    );
+    gate.curl("/record", Some(body.as_bytes()), &["--http2"]);
+    assert!(
+        last(&up).body == want.as_bytes(),
+        "h2 body altered beyond the redaction"
+    );
+}
+
+#[test]
+fn block_mode_refuses_with_403_naming_the_rule() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start("block", &ca, &up, &[]);
+    let body = format!("{{\"k\":\"{}\"}}", aws_key());
+    let out = gate.curl("/record", Some(body.as_bytes()), &["-w", "\n%{http_code}"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.ends_with("403"), "{text}");
+    assert!(
+        text.contains("aws-access-key-id") && text.contains("request body"),
+        "{text}"
+    );
+    assert!(!text.contains(&aws_key()));
+    assert!(up.recorded().is_empty(), "nothing reached the upstream");
+    assert!(gate.audit_text().contains("\"decision\":\"block\""));
+}
+
+#[test]
+fn audit_mode_forwards_unchanged_and_records() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start("audit", &ca, &up, &[]);
+    let body = format!("{{\"k\":\"{}\"}}", aws_key());
+    gate.curl("/record", Some(body.as_bytes()), &[]);
+    assert_eq!(last(&up).body, body.as_bytes());
+    let audit = gate.audit_text();
+    assert!(audit.contains("\"decision\":\"audit\"") && audit.contains("aws-access-key-id"));
+    assert!(!audit.contains(&aws_key()));
+}
+
+#[test]
+fn known_values_from_the_environment_are_caught() {
+    let (_d, ca, up) = setup();
+    // A value no rule knows, made unique per run.
+    let value = format!(
+        "zq{}Vt{}Lm{}",
+        std::process::id(),
+        "8Hd2Kp0Xs7",
+        "Rw4Yc1Nj6"
+    );
+    let gate = Served::start("redact", &ca, &up, &[("INTERNAL_SERVICE_TOKEN", &value)]);
+    gate.curl(
+        "/record",
+        Some(format!("here it is: {value}!").as_bytes()),
+        &[],
+    );
+    let got = String::from_utf8(last(&up).body).unwrap();
+    assert!(!got.contains(&value), "{got}");
+    assert!(
+        got.starts_with("here it is: REDACTED<known-value:"),
+        "{got}"
+    );
+}
+
+#[test]
+fn five_hundred_decoys_and_one_real_secret_are_all_redacted() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start("redact", &ca, &up, &[]);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut body = String::new();
+    for i in 0..500u32 {
+        let tail: String = (0..16)
+            .map(|j| alphabet[((i * 7 + j * 13 + i / 32) % 32) as usize] as char)
+            .collect();
+        body.push_str(&format!("decoy {i}: AKIA{tail}\n"));
+    }
+    body.push_str(&format!("real: {}\n", aws_key()));
+    gate.curl("/record", Some(body.as_bytes()), &[]);
+    let got = String::from_utf8(last(&up).body).unwrap();
+    assert!(!got.contains("AKIA"), "an access key got through");
+    assert_eq!(got.matches("REDACTED<aws-access-key-id:").count(), 501);
+}
+
+#[test]
+fn placeholders_are_restored_across_a_split_sse_stream() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start("redact", &ca, &up, &[]);
+    let key = aws_key();
+    let body = format!("{{\"echo\":\"{key}\"}}");
+    // The upstream sends back what it got, as SSE in 5-byte frames: the placeholder is split.
+    let out = gate.curl("/record?sse=5", Some(body.as_bytes()), &["-N"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        text,
+        format!("data: {body}\n\n"),
+        "the agent sees its own value again"
+    );
+    let got = last(&up);
+    assert!(
+        !contains(&got.body, &key),
+        "while the upstream only saw the placeholder"
+    );
+}
+
+#[test]
+fn a_zip_bomb_is_refused_and_nothing_is_forwarded() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start("redact", &ca, &up, &[]);
+    let bomb = encoding::encode(&vec![b'A'; 80 << 20], &[Coding::Gzip]).unwrap();
+    let out = gate.curl(
+        "/record",
+        Some(&bomb),
+        &["-H", "content-encoding: gzip", "-w", "\n%{http_code}"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.ends_with("400"), "{text}");
+    assert!(text.contains("limit"), "{text}");
+    assert!(up.recorded().is_empty());
+}
+
+#[test]
+fn a_full_audit_disk_refuses_requests_and_forwards_nothing() {
+    if !require_root("a_full_audit_disk_refuses_requests_and_forwards_nothing") {
+        return;
+    }
+    let (_d, ca, up) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("audit");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let gate = Served::start_in(
+        tempfile::tempdir().unwrap(),
+        Some(&mnt),
+        "redact",
+        &ca,
+        &up,
+        &[],
+    );
+    // Fill what is left of the disk. The audit file's last page still has room for a few
+    // lines, so requests go on until that is used up too; from then on every one is refused.
+    let _ = std::fs::write(mnt.join("filler"), vec![0u8; 64 << 10]);
+    let mut refused = None;
+    for i in 0..60 {
+        let body = format!("{{\"n\":\"marker-{i}\",\"k\":\"{}\"}}", aws_key());
+        let out = gate.curl(
+            "/record",
+            Some(body.as_bytes()),
+            &["-o", "/dev/null", "-w", "%{http_code}"],
+        );
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        if code != "200" {
+            refused = Some((i, code));
+            break;
+        }
+    }
+    let (i, code) = refused.expect("requests were still forwarded with the audit disk full");
+    assert!(code == "503" || code == "500", "refused with {code}");
+    let marker = format!("marker-{i}");
+    assert!(
+        !up.recorded().iter().any(|r| contains(&r.body, &marker)),
+        "the refused request reached the upstream"
+    );
+    let before = up.recorded().len();
+    let out = gate.curl(
+        "/record",
+        Some(b"{}"),
+        &["-o", "/dev/null", "-w", "%{http_code}"],
+    );
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
+    assert_eq!(
+        up.recorded().len(),
+        before,
+        "nothing is forwarded while the log cannot be written"
+    );
+}

@@ -1,14 +1,13 @@
 //! End-to-end tests of redaction, blocking and auditing (issue 5) through the real `gate serve`
 //! binary, real curl clients, and a local HTTPS upstream that records exactly what it received.
 //! Secrets are assembled at run time from pieces, so no file here holds one.
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
-use gate::redact::RedactionKey;
 use gate::redact::encoding::{self, Coding};
+use gate_tests::serve::Served;
 use gate_tests::upstream::{Recorded, TestCa, Upstream};
-use gate_tests::util::{gate_bin, require_root};
+use gate_tests::util::require_root;
 
 fn aws_key() -> String {
     format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH")
@@ -16,126 +15,6 @@ fn aws_key() -> String {
 
 fn github_token() -> String {
     format!("ghp_{}{}", "aB3dE5fG7hJ9kL1mN2pQ4", "rS6tU8vW0xY2zA4")
-}
-
-/// A running `gate serve` with its own data, config and audit folders.
-struct Served {
-    child: Child,
-    fwd: String,
-    dir: tempfile::TempDir,
-}
-
-impl Served {
-    fn start(mode: &str, ca: &TestCa, up: &Upstream, env: &[(&str, &str)]) -> Served {
-        Self::start_in(tempfile::tempdir().unwrap(), None, mode, ca, up, env)
-    }
-
-    fn start_in(
-        dir: tempfile::TempDir,
-        audit: Option<&Path>,
-        mode: &str,
-        ca: &TestCa,
-        up: &Upstream,
-        env: &[(&str, &str)],
-    ) -> Served {
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[upstream]\nresolve = [\"api.test=127.0.0.1:{}\"]\n",
-                up.port()
-            ),
-        )
-        .unwrap();
-        let audit_dir = audit
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| dir.path().join("audit"));
-        let mut cmd = Command::new(gate_bin());
-        cmd.args([
-            "serve",
-            "--forward-proxy-port",
-            "0",
-            "--port",
-            "0",
-            "--mode",
-            mode,
-            "--upstream-ca",
-        ])
-        .arg(ca.cert_path())
-        .arg("--audit-dir")
-        .arg(&audit_dir)
-        .env("GATE_CONFIG", &config)
-        .env("GATE_DATA_DIR", dir.path().join("data"))
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("gate serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut fwd = None;
-        for line in BufReader::new(stdout).lines().take(10) {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("gate serve: forward proxy on ") {
-                fwd = Some(rest.split_whitespace().next().unwrap().to_string());
-                break;
-            }
-        }
-        Served {
-            child,
-            fwd: fwd.expect("gate serve announced its forward proxy"),
-            dir,
-        }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn placeholder(&self, rule: &str, secret: &str) -> String {
-        RedactionKey::load_or_init(&self.data())
-            .unwrap()
-            .placeholder(rule, secret.as_bytes())
-    }
-
-    /// curl through the forward proxy, trusting gate's CA; `body` goes in as a file.
-    fn curl(&self, path: &str, body: Option<&[u8]>, extra: &[&str]) -> Output {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-m", "20", "-x", &self.fwd, "--cacert"])
-            .arg(self.data().join("ca-cert.pem"))
-            .args(extra);
-        if let Some(b) = body {
-            let f = self.dir.path().join(format!("body-{}", rand_tag()));
-            std::fs::write(&f, b).unwrap();
-            cmd.arg("--data-binary").arg(format!("@{}", f.display()));
-        }
-        cmd.arg(format!("https://api.test{path}"));
-        cmd.output().expect("curl")
-    }
-
-    fn audit_text(&self) -> String {
-        let mut all = String::new();
-        for dir in [self.dir.path().join("audit")] {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                for e in entries.flatten() {
-                    all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-                }
-            }
-        }
-        all
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_tag() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::SeqCst)
 }
 
 fn setup() -> (tempfile::TempDir, TestCa, Upstream) {
@@ -158,7 +37,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 #[test]
 fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
     let (_d, ca, up) = setup();
-    let gate = Served::start("redact", &ca, &up, &[]);
+    let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
     let key = aws_key();
     let ph = gate.placeholder("aws-access-key-id", &key);
 
@@ -167,6 +46,7 @@ fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
     let body =
         format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"use {escaped} now\\n\"}}]}}");
     let out = gate.curl(
+        "api.test",
         "/record",
         Some(body.as_bytes()),
         &["-H", "content-type: application/json"],
@@ -192,6 +72,7 @@ fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
         let plain = format!("{{\"config\":\"aws_access_key_id = {key}\"}}");
         let enc = encoding::encode(plain.as_bytes(), &[coding]).unwrap();
         let out = gate.curl(
+            "api.test",
             "/record",
             Some(&enc),
             &["-H", &format!("content-encoding: {name}")],
@@ -211,6 +92,7 @@ fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
         "--b\r\ncontent-disposition: form-data; name=\"f\"; filename=\"x.env\"\r\n\r\nKEY={key}\r\n--b--\r\n"
     );
     gate.curl(
+        "api.test",
         "/record",
         Some(multipart.as_bytes()),
         &["-H", "content-type: multipart/form-data; boundary=b"],
@@ -220,6 +102,7 @@ fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
     let form_key: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
     let form = format!("a=1&creds={form_key}&z=2");
     gate.curl(
+        "api.test",
         "/record",
         Some(form.as_bytes()),
         &["-H", "content-type: application/x-www-form-urlencoded"],
@@ -229,7 +112,7 @@ fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
         format!("a=1&creds={ph}&z=2")
     );
 
-    gate.curl(&format!("/record?key={key}&x=1"), None, &[]);
+    gate.curl("api.test", &format!("/record?key={key}&x=1"), None, &[]);
     let got = last(&up);
     assert!(!got.uri.contains(&key), "{}", got.uri);
     assert!(
@@ -240,6 +123,7 @@ fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
 
     let token = github_token();
     gate.curl(
+        "api.test",
         "/record",
         None,
         &["-H", &format!("x-deploy-token: {token}")],
@@ -252,6 +136,7 @@ fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
     let b64 = base64::engine::general_purpose::STANDARD
         .encode(format!("[default]\naws_access_key_id = {key}\n"));
     gate.curl(
+        "api.test",
         "/record",
         Some(format!("{{\"file\":\"{b64}\"}}").as_bytes()),
         &[],
@@ -281,7 +166,7 @@ fn secrets_in_every_carrier_reach_the_upstream_only_as_placeholders() {
 #[test]
 fn split_bodies_over_h1_chunks_and_h2_frames_are_redacted_whole() {
     let (_d, ca, up) = setup();
-    let gate = Served::start("redact", &ca, &up, &[]);
+    let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
     let key = aws_key();
     let ph = gate.placeholder("aws-access-key-id", &key);
     // 200 KiB of filler with the secret at an awkward offset: curl sends it in many chunks
@@ -293,6 +178,7 @@ fn split_bodies_over_h1_chunks_and_h2_frames_are_redacted_whole() {
     body.push_str(&"y".repeat(130_000));
     let want = body.replace(&key, &ph);
     gate.curl(
+        "api.test",
         "/record",
         Some(body.as_bytes()),
         &["--http1.1", "-H", "transfer-encoding: chunked"],
@@ -303,7 +189,7 @@ fn split_bodies_over_h1_chunks_and_h2_frames_are_redacted_whole() {
         got.body == want.as_bytes(),
         "h1 chunked body altered beyond the redaction"
     );
-    gate.curl("/record", Some(body.as_bytes()), &["--http2"]);
+    gate.curl("api.test", "/record", Some(body.as_bytes()), &["--http2"]);
     assert!(
         last(&up).body == want.as_bytes(),
         "h2 body altered beyond the redaction"
@@ -313,9 +199,14 @@ fn split_bodies_over_h1_chunks_and_h2_frames_are_redacted_whole() {
 #[test]
 fn block_mode_refuses_with_403_naming_the_rule() {
     let (_d, ca, up) = setup();
-    let gate = Served::start("block", &ca, &up, &[]);
+    let gate = Served::start(&["api.test"], "block", &ca, &up, &[]);
     let body = format!("{{\"k\":\"{}\"}}", aws_key());
-    let out = gate.curl("/record", Some(body.as_bytes()), &["-w", "\n%{http_code}"]);
+    let out = gate.curl(
+        "api.test",
+        "/record",
+        Some(body.as_bytes()),
+        &["-w", "\n%{http_code}"],
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.ends_with("403"), "{text}");
     assert!(
@@ -330,9 +221,9 @@ fn block_mode_refuses_with_403_naming_the_rule() {
 #[test]
 fn audit_mode_forwards_unchanged_and_records() {
     let (_d, ca, up) = setup();
-    let gate = Served::start("audit", &ca, &up, &[]);
+    let gate = Served::start(&["api.test"], "audit", &ca, &up, &[]);
     let body = format!("{{\"k\":\"{}\"}}", aws_key());
-    gate.curl("/record", Some(body.as_bytes()), &[]);
+    gate.curl("api.test", "/record", Some(body.as_bytes()), &[]);
     assert_eq!(last(&up).body, body.as_bytes());
     let audit = gate.audit_text();
     assert!(audit.contains("\"decision\":\"audit\"") && audit.contains("aws-access-key-id"));
@@ -349,8 +240,15 @@ fn known_values_from_the_environment_are_caught() {
         "8Hd2Kp0Xs7",
         "Rw4Yc1Nj6"
     );
-    let gate = Served::start("redact", &ca, &up, &[("INTERNAL_SERVICE_TOKEN", &value)]);
+    let gate = Served::start(
+        &["api.test"],
+        "redact",
+        &ca,
+        &up,
+        &[("INTERNAL_SERVICE_TOKEN", &value)],
+    );
     gate.curl(
+        "api.test",
         "/record",
         Some(format!("here it is: {value}!").as_bytes()),
         &[],
@@ -366,7 +264,7 @@ fn known_values_from_the_environment_are_caught() {
 #[test]
 fn five_hundred_decoys_and_one_real_secret_are_all_redacted() {
     let (_d, ca, up) = setup();
-    let gate = Served::start("redact", &ca, &up, &[]);
+    let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut body = String::new();
     for i in 0..500u32 {
@@ -376,7 +274,7 @@ fn five_hundred_decoys_and_one_real_secret_are_all_redacted() {
         body.push_str(&format!("decoy {i}: AKIA{tail}\n"));
     }
     body.push_str(&format!("real: {}\n", aws_key()));
-    gate.curl("/record", Some(body.as_bytes()), &[]);
+    gate.curl("api.test", "/record", Some(body.as_bytes()), &[]);
     let got = String::from_utf8(last(&up).body).unwrap();
     assert!(!got.contains("AKIA"), "an access key got through");
     assert_eq!(got.matches("REDACTED<aws-access-key-id:").count(), 501);
@@ -385,11 +283,11 @@ fn five_hundred_decoys_and_one_real_secret_are_all_redacted() {
 #[test]
 fn placeholders_are_restored_across_a_split_sse_stream() {
     let (_d, ca, up) = setup();
-    let gate = Served::start("redact", &ca, &up, &[]);
+    let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
     let key = aws_key();
     let body = format!("{{\"echo\":\"{key}\"}}");
     // The upstream sends back what it got, as SSE in 5-byte frames: the placeholder is split.
-    let out = gate.curl("/record?sse=5", Some(body.as_bytes()), &["-N"]);
+    let out = gate.curl("api.test", "/record?sse=5", Some(body.as_bytes()), &["-N"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(
         text,
@@ -406,9 +304,10 @@ fn placeholders_are_restored_across_a_split_sse_stream() {
 #[test]
 fn a_zip_bomb_is_refused_and_nothing_is_forwarded() {
     let (_d, ca, up) = setup();
-    let gate = Served::start("redact", &ca, &up, &[]);
+    let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
     let bomb = encoding::encode(&vec![b'A'; 80 << 20], &[Coding::Gzip]).unwrap();
     let out = gate.curl(
+        "api.test",
         "/record",
         Some(&bomb),
         &["-H", "content-encoding: gzip", "-w", "\n%{http_code}"],
@@ -444,6 +343,7 @@ fn a_full_audit_disk_refuses_requests_and_forwards_nothing() {
     let gate = Served::start_in(
         tempfile::tempdir().unwrap(),
         Some(&mnt),
+        &["api.test"],
         "redact",
         &ca,
         &up,
@@ -456,6 +356,7 @@ fn a_full_audit_disk_refuses_requests_and_forwards_nothing() {
     for i in 0..60 {
         let body = format!("{{\"n\":\"marker-{i}\",\"k\":\"{}\"}}", aws_key());
         let out = gate.curl(
+            "api.test",
             "/record",
             Some(body.as_bytes()),
             &["-o", "/dev/null", "-w", "%{http_code}"],
@@ -475,6 +376,7 @@ fn a_full_audit_disk_refuses_requests_and_forwards_nothing() {
     );
     let before = up.recorded().len();
     let out = gate.curl(
+        "api.test",
         "/record",
         Some(b"{}"),
         &["-o", "/dev/null", "-w", "%{http_code}"],

@@ -4,7 +4,8 @@
 HTTP on :80 (IPv4 and IPv6), a UDP sink on :9999 and :443 that logs what arrives, and a tiny
 DNS server on :53 (UDP and TCP) answering every A query with ANSWER_IP. Everything it sees is
 appended to LOG, one line per event, so tests can prove what did and did not arrive.
-Usage: testhost.py LOG ANSWER_IP
+With CERT and KEY (PEM files) it also serves HTTPS on :443 with the same handler.
+Usage: testhost.py LOG ANSWER_IP [CERT KEY]
 """
 import socket
 import socketserver
@@ -126,5 +127,12 @@ class DnsTcpServer(socketserver.ThreadingTCPServer):
 for target, args in [(udp_sink, (9999,)), (udp_sink, (443,)), (dns_udp, ())]:
     threading.Thread(target=target, args=args, daemon=True).start()
 threading.Thread(target=DnsTcpServer(("::", 53), DnsTcp).serve_forever, daemon=True).start()
+if len(sys.argv) > 4:
+    import ssl
+    tls = Server6(("::", 443), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+    threading.Thread(target=tls.serve_forever, daemon=True).start()
 log("ready")
 Server6(("::", 80), Handler).serve_forever()

@@ -43,6 +43,21 @@ fn ip(args: &[&str]) -> std::io::Result<()> {
 impl TestHost {
     /// Makes namespace + veth pair, addresses both ends, starts the services and waits for them.
     pub fn create() -> std::io::Result<Self> {
+        Self::create_inner(None)
+    }
+
+    /// As [`TestHost::create`], also serving HTTPS on 443 with the (cert PEM, key PEM) that
+    /// `tls` makes for the host's IPv4 address.
+    pub fn create_with_tls(
+        tls: impl FnOnce(Ipv4Addr) -> (String, String),
+    ) -> std::io::Result<Self> {
+        Self::create_inner(Some(Box::new(tls)))
+    }
+
+    #[allow(clippy::type_complexity, reason = "a one-off optional callback")]
+    fn create_inner(
+        tls: Option<Box<dyn FnOnce(Ipv4Addr) -> (String, String) + '_>>,
+    ) -> std::io::Result<Self> {
         let n = (std::process::id() % 200) * 40 + NEXT.fetch_add(1, Ordering::SeqCst) % 40;
         let (hi, lo) = ((n / 64) as u8, ((n % 64) * 4) as u8);
         let ns = format!("gt{}x{}", std::process::id(), n);
@@ -103,11 +118,17 @@ impl TestHost {
         let script = dir.join("testhost.py");
         std::fs::write(&script, TESTHOST_PY)?;
         std::fs::write(&host.log, "")?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns, "python3"])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns, "python3"])
             .arg(&script)
             .arg(&host.log)
-            .arg(ip4.to_string())
+            .arg(ip4.to_string());
+        if let Some((cert, key)) = tls.map(|f| f(ip4)) {
+            std::fs::write(dir.join("cert.pem"), cert)?;
+            std::fs::write(dir.join("key.pem"), key)?;
+            cmd.arg(dir.join("cert.pem")).arg(dir.join("key.pem"));
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

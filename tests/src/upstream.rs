@@ -174,6 +174,18 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A good server certificate for `names` and its key, both PEM (for servers run elsewhere,
+    /// such as a test host's Python HTTPS server).
+    pub fn issue_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = leaf_params(names)
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("leaf cert");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
 /// Options for [`Upstream::start_with`].
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -592,3 +592,62 @@ fn command_not_found_exits_127() {
     assert_eq!(out.status.code(), Some(127));
     assert!(stderr(&out).contains("command not found"));
 }
+
+#[test]
+fn https_inside_gate_run_is_intercepted_verified_and_scanned() {
+    if !require_root("https_inside_gate_run_is_intercepted_verified_and_scanned") {
+        return;
+    }
+    let env = Env::new();
+    let ca = gate_tests::upstream::TestCa::new(env.dir.path());
+    // The test host's certificate names its address, so gate can verify it after dialling it.
+    let host = TestHost::create_with_tls(|ip| ca.issue_pem(&[&ip.to_string()])).expect("tls host");
+    let ip = host.ip.to_string();
+    let url = format!("https://{ip}/tls-path");
+    let ca_flag = ca.cert_path().to_string_lossy().into_owned();
+    // curl and python trust gate's CA through the variables gate run sets; nothing else.
+    let script = format!(
+        "import urllib.request\nprint(urllib.request.urlopen('https://{ip}/py-path', timeout=10).read().decode())"
+    );
+    let sh = format!("curl -sS --noproxy '*' -m 10 {url} && python3 -c \"{script}\"");
+    let out = env.run(&["--upstream-ca", &ca_flag], &["sh", "-c", &sh]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("testhost GET /tls-path"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("testhost GET /py-path"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(env.has_event(|e| field(e, "kind") == "request"
+        && field(e, "host") == ip
+        && field(e, "command") == "curl"));
+    // Block mode: a secret in a POST body never reaches the host.
+    let secret = format!("AKIA{}{}", "POIUYTREWQ", "LKJHGF");
+    let body = format!("{{\"k\":\"{secret}\"}}");
+    let out = env.run(
+        &["--upstream-ca", &ca_flag, "--mode", "block"],
+        &curl(
+            &format!("https://{ip}/post-path"),
+            &["-d", &body, "-w", "\n%{http_code}"],
+        ),
+    );
+    assert!(stdout(&out).trim_end().ends_with("403"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("aws-access-key-id"));
+    assert!(
+        !host.events().contains("/post-path"),
+        "the blocked request reached the host"
+    );
+    // Without the test CA, gate refuses the unknown upstream certificate.
+    let out = env.run(
+        &[],
+        &curl(
+            &format!("https://{ip}/untrusted"),
+            &["-w", "\n%{http_code}"],
+        ),
+    );
+    assert!(stdout(&out).trim_end().ends_with("502"), "{}", stdout(&out));
+}

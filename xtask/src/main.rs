@@ -165,10 +165,13 @@ fn test(root: &Path, quick: bool, rest: &[String]) -> anyhow::Result<()> {
             .args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
         setup::cross_targets()?;
         for target in setup::CROSS_TARGETS {
-            sh(cargo().current_dir(root).env("AYA_BUILD_SKIP", "1").args([
+            let mut cmd = cargo();
+            setup::cross_c_env(&mut cmd, root, target)?;
+            sh(cmd.current_dir(root).env("AYA_BUILD_SKIP", "1").args([
                 "clippy",
                 "-p",
                 "gate-user",
+                "--all-targets",
                 "--target",
                 target,
                 "--",

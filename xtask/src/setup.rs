@@ -185,3 +185,23 @@ pub fn cross_targets() -> anyhow::Result<()> {
         .args(["target", "add"])
         .args(&missing))
 }
+
+/// C compiler settings so ring's build script can run while clippy checks `target`: mingw for
+/// Windows; for macOS, clang with stub headers (no Apple SDK here). Only type-checking happens:
+/// nothing built this way is linked or run.
+pub fn cross_c_env(cmd: &mut Command, root: &std::path::Path, target: &str) -> anyhow::Result<()> {
+    if target.ends_with("apple-darwin") {
+        let resource = output(Command::new("clang").arg("-print-resource-dir"))?;
+        let shim = root.join("xtask/assets/darwin-shim");
+        let var = target.replace('-', "_");
+        cmd.env(format!("CC_{var}"), "clang").env(
+            format!("CFLAGS_{var}"),
+            format!(
+                "-ffreestanding -nostdinc -isystem {}/include -isystem {}",
+                resource.trim(),
+                shim.display()
+            ),
+        );
+    }
+    Ok(())
+}

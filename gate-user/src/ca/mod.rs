@@ -106,18 +106,46 @@ fn random_serial() -> Result<SerialNumber, CaError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
+/// Unix permission bits of a file; None where the platform has none (Windows uses ACLs).
+fn unix_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(meta.permissions().mode() & 0o777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// Sets Unix permission bits (no-op elsewhere).
+fn set_unix_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
 fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let io = |source| CaError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io)?;
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = options.open(path).map_err(io)?;
     f.write_all(data).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(())
@@ -151,15 +179,14 @@ impl Ca {
             });
         }
         {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| CaError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|source| CaError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let key_pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
         let mut params = CertificateParams::default();
@@ -183,7 +210,6 @@ impl Ca {
 
     /// Loads the CA from `dir`; the key file must not be readable by group or others.
     pub fn load(dir: &Path) -> Result<Self, CaError> {
-        use std::os::unix::fs::PermissionsExt;
         let cert_path = Self::cert_path_in(dir);
         let key_path = Self::key_path_in(dir);
         if !Self::exists_in(dir) {
@@ -201,8 +227,9 @@ impl Ca {
             path: key_path.clone(),
             source,
         })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if let Some(mode) = unix_mode(&meta)
+            && mode & 0o077 != 0
+        {
             return Err(CaError::KeyMode {
                 path: key_path,
                 mode,
@@ -401,7 +428,6 @@ fn spki_of(cert: &[u8]) -> Option<Vec<u8>> {
 /// Writes `dir/ca-bundle.pem` (mode 0644): the system's root certificates followed by gate's
 /// CA, for clients that take one bundle file. Replaces an older bundle atomically.
 pub fn write_child_bundle(ca: &Ca, dir: &Path) -> Result<PathBuf, CaError> {
-    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(CHILD_BUNDLE_FILE);
     let io = |p: &Path, source| CaError::Io {
         path: p.to_path_buf(),
@@ -420,8 +446,7 @@ pub fn write_child_bundle(ca: &Ca, dir: &Path) -> Result<PathBuf, CaError> {
     }
     let tmp = dir.join(format!(".{CHILD_BUNDLE_FILE}.{}", std::process::id()));
     std::fs::write(&tmp, text.as_bytes()).map_err(|e| io(&tmp, e))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| io(&tmp, e))?;
+    set_unix_mode(&tmp, 0o644).map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
     Ok(path)
 }
@@ -439,7 +464,7 @@ pub fn child_env(bundle: &Path, ca_cert: &Path) -> Vec<(String, String)> {
     ]
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use rustls::client::danger::ServerCertVerifier;

@@ -92,11 +92,7 @@ pub fn run(global: &Global, args: &Args) -> anyhow::Result<ExitCode> {
         .and_then(|()| std::io::stdout().flush());
         let f = tokio::spawn(proxy.clone().serve_forward(fwd));
         let r = tokio::spawn(proxy.serve_reverse(rev));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        wait_for_stop().await?;
         f.abort();
         r.abort();
         let mut ev = Event::new(EventKind::Run, Decision::Allow);
@@ -106,4 +102,20 @@ pub fn run(global: &Global, args: &Args) -> anyhow::Result<ExitCode> {
     })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Until Ctrl-C (or, on Unix, SIGTERM).
+async fn wait_for_stop() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }

@@ -674,63 +674,75 @@ pub(crate) fn looks_random(value: &[u8]) -> bool {
 /// Values a generic (assignment-shaped) rule must not report: template variables, code,
 /// well-known placeholders, redaction markers.
 pub(crate) fn looks_like_placeholder(value: &[u8]) -> bool {
-    const MARKERS: &[&[u8]] = &[
-        b"${", b"{{", b"<", b">", b"%s", b"%(", b"(", b")", b"[", b"]", b"\\n", b"\\t",
-    ];
-    const WORDS: &[&str] = &[
-        "placeholder",
-        "changeme",
-        "change_me",
-        "change-me",
-        "your",
-        "redacted",
-        "dummy",
-        "sample",
-        "xxxx",
-        "****",
-        "....",
-        "todo",
-        "fixme",
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "environ",
-        "getenv",
-        "process.env",
-        "config.",
-        "settings.",
-        "self.",
-        "this.",
-        "args.",
-        "params.",
-        "options.",
-        "opts.",
-        "request.",
-        "ctx.",
-        "null",
-        "none",
-        "undefined",
-        "string",
-        "bytes",
-    ];
     if value
         .first()
         .is_some_and(|&b| b == b'$' || b == b'&' || b == b'*' || b == b'@')
     {
         return true;
     }
-    if MARKERS
-        .iter()
-        .any(|m| value.windows(m.len()).any(|w| w == *m))
-    {
-        return true;
+    match placeholder_matcher() {
+        Some(m) => m.is_match(value),
+        None => PLACEHOLDER_MARKERS
+            .iter()
+            .chain(PLACEHOLDER_WORDS)
+            .any(|w| value.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w))),
     }
-    let lower = value.to_ascii_lowercase();
-    WORDS
-        .iter()
-        .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
 }
+
+/// One case-insensitive automaton over every placeholder marker and word, built on first use.
+fn placeholder_matcher() -> Option<&'static aho_corasick::AhoCorasick> {
+    static MATCHER: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> =
+        std::sync::OnceLock::new();
+    MATCHER
+        .get_or_init(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(PLACEHOLDER_MARKERS.iter().chain(PLACEHOLDER_WORDS))
+                .ok()
+        })
+        .as_ref()
+}
+
+const PLACEHOLDER_MARKERS: &[&[u8]] = &[
+    b"${", b"{{", b"<", b">", b"%s", b"%(", b"(", b")", b"[", b"]", b"\\n", b"\\t",
+];
+const PLACEHOLDER_WORDS: &[&[u8]] = &[
+    b"placeholder",
+    b"changeme",
+    b"change_me",
+    b"change-me",
+    b"your",
+    b"redacted",
+    b"dummy",
+    b"sample",
+    b"xxxx",
+    b"****",
+    b"....",
+    b"todo",
+    b"fixme",
+    b"password",
+    b"passwd",
+    b"secret",
+    b"token",
+    b"environ",
+    b"getenv",
+    b"process.env",
+    b"config.",
+    b"settings.",
+    b"self.",
+    b"this.",
+    b"args.",
+    b"params.",
+    b"options.",
+    b"opts.",
+    b"request.",
+    b"ctx.",
+    b"null",
+    b"none",
+    b"undefined",
+    b"string",
+    b"bytes",
+];
 
 #[cfg(test)]
 mod tests {

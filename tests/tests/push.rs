@@ -212,3 +212,69 @@ fn redact_mode_refuses_pushes_too_and_says_why() {
         "the message says a pack cannot be rewritten: {err}"
     );
 }
+
+#[test]
+fn a_malformed_pack_is_refused_with_a_reason() {
+    let repo = Repo::new("block");
+    // A receive-pack request whose pack is garbage: refused, never forwarded.
+    let line = format!(
+        "{} {} refs/heads/main\0report-status side-band-64k\n",
+        "0".repeat(40),
+        "1".repeat(40)
+    );
+    let mut body = format!("{:04x}{line}0000", line.len() + 4).into_bytes();
+    body.extend_from_slice(b"PACK\0\0\0\x02\0\0\0\x01garbage that is not zlib at all");
+    let path = format!(
+        "{}/git-receive-pack",
+        repo.url.trim_start_matches("https://git.test")
+    );
+    let path = path.split_once('/').map(|(_, p)| format!("/{p}")).unwrap();
+    let out = repo.gate.curl(
+        &format!(
+            "git.test:{}",
+            repo.url
+                .split(':')
+                .nth(2)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+        ),
+        &path,
+        Some(&body),
+        &["-H", "content-type: application/x-git-receive-pack-request"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[gate]") && text.contains("could not be checked"),
+        "{text}"
+    );
+    assert_eq!(repo.remote_head(), "");
+}
+
+#[test]
+fn a_large_clean_repository_pushes_successfully() {
+    let repo = Repo::new("block");
+    // About 12 MiB of varied, secret-free text in 300 files.
+    for f in 0..300 {
+        let mut text = String::with_capacity(40_000);
+        for l in 0..1000 {
+            text.push_str(&format!(
+                "file {f} line {l}: {:x}\n",
+                (f * 7919 + l * 104_729) % 1_000_003
+            ));
+        }
+        let path = repo.work().join(format!("data/f{f:03}.txt"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    assert!(repo.git(&repo.work(), &["add", "data"]).status.success());
+    assert!(
+        repo.git(&repo.work(), &["commit", "-q", "-m", "bulk"])
+            .status
+            .success()
+    );
+    let (ok, err) = repo.push(&[]);
+    assert!(ok, "{err}");
+    assert!(repo.remote_head().len() > 40);
+}

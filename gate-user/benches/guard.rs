@@ -1,0 +1,61 @@
+//! The cost of checking an LLM request body in the proxy: every layer (raw, JSON escapes, URL
+//! encoding, base64) through the scan cache. A first turn (cold cache) against the next turn,
+//! which repeats the history and adds one exchange (warm cache).
+//! Run: `AYA_BUILD_SKIP=1 cargo bench -p gate-user --bench guard`
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use gate::audit::AuditLog;
+use gate::config::Mode;
+use gate::guard::Guard;
+use gate::redact::RedactionKey;
+use gate_scan::{ScanConfig, Scanner};
+
+#[path = "../../gate-scan/benches/corpus.rs"]
+mod corpus;
+
+fn guard(audit_dir: &std::path::Path) -> Guard {
+    let scanner = Scanner::new(ScanConfig::builtin().expect("rules")).expect("scanner");
+    let audit = Arc::new(AuditLog::open(audit_dir, "bench").expect("audit"));
+    Guard::new(
+        Arc::new(scanner),
+        RedactionKey::from_bytes([3; 32]),
+        Mode::Redact,
+        audit,
+        64 << 20,
+    )
+}
+
+fn bodies(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut group = c.benchmark_group("guard");
+    group.sample_size(20);
+    for size in [64 << 10, 1 << 20] {
+        let turn1 = corpus::llm_body(size, corpus::Flavor::Anthropic);
+        // The next turn: a longer conversation with the same beginning.
+        let turn2 = corpus::llm_body(size + 12 * 1024, corpus::Flavor::Anthropic);
+        group.throughput(Throughput::Bytes(turn1.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("first-turn-cold", size),
+            &turn1,
+            |b, body| {
+                b.iter_batched(
+                    || guard(dir.path()),
+                    |g| g.plan_body(body),
+                    criterion::BatchSize::LargeInput,
+                )
+            },
+        );
+        let warm = guard(dir.path());
+        let _ = warm.plan_body(&turn1);
+        group.bench_with_input(
+            BenchmarkId::new("next-turn-warm", size),
+            &turn2,
+            |b, body| b.iter(|| warm.plan_body(body)),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bodies);
+criterion_main!(benches);

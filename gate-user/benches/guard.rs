@@ -14,20 +14,22 @@ use gate_scan::{ScanConfig, Scanner};
 #[path = "../../gate-scan/benches/corpus.rs"]
 mod corpus;
 
-fn guard(audit_dir: &std::path::Path) -> Guard {
-    let scanner = Scanner::new(ScanConfig::builtin().expect("rules")).expect("scanner");
-    let audit = Arc::new(AuditLog::open(audit_dir, "bench").expect("audit"));
+/// A guard with an empty scan cache around a long-lived scanner (as in the proxy, where the
+/// scanner and its regex caches live for the whole run).
+fn guard(scanner: &Arc<Scanner>, audit: &Arc<AuditLog>) -> Guard {
     Guard::new(
-        Arc::new(scanner),
+        scanner.clone(),
         RedactionKey::from_bytes([3; 32]),
         Mode::Redact,
-        audit,
+        audit.clone(),
         64 << 20,
     )
 }
 
 fn bodies(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let scanner = Arc::new(Scanner::new(ScanConfig::builtin().expect("rules")).expect("scanner"));
+    let audit = Arc::new(AuditLog::open(dir.path(), "bench").expect("audit"));
     let mut group = c.benchmark_group("guard");
     group.sample_size(20);
     for size in [64 << 10, 1 << 20] {
@@ -40,13 +42,13 @@ fn bodies(c: &mut Criterion) {
             &turn1,
             |b, body| {
                 b.iter_batched(
-                    || guard(dir.path()),
+                    || guard(&scanner, &audit),
                     |g| g.plan_body(body),
                     criterion::BatchSize::LargeInput,
                 )
             },
         );
-        let warm = guard(dir.path());
+        let warm = guard(&scanner, &audit);
         let _ = warm.plan_body(&turn1);
         group.bench_with_input(
             BenchmarkId::new("next-turn-warm", size),

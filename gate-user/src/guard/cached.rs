@@ -1,12 +1,19 @@
 //! Scanning a conversation once: an agent re-sends its whole history every turn, so a large
 //! body is cut into content-defined blocks at boundaries between objects in a JSON array
-//! (`},{"`: messages, content blocks, whatever the key order), each
-//! block's findings are cached by the hash of its bytes, and only new blocks (and the seams
-//! around each cut) are scanned. The cuts depend only on the bytes before them, so the history
-//! a new turn repeats is cut exactly as before and every one of its blocks is a cache hit.
-use gate_scan::{Finding, ScanCache, Scanner};
+//! (`},{"`: messages, content blocks, whatever the key order). Each block's redaction plan (all
+//! layers: raw, JSON escapes, URL encoding, base64) is cached by the hash of its bytes, and only
+//! new blocks, plus the seams around each cut, are scanned. The cuts depend only on the bytes
+//! before them, so the history a new turn repeats is cut exactly as before.
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
-/// Bodies smaller than this are scanned whole.
+use gate_scan::Scanner;
+
+use crate::redact::view::{self, Finder, Plan};
+use crate::redact::{Edit, RedactionKey, Span};
+
+/// Bodies smaller than this are planned whole.
 pub const MIN_CACHED_BODY: usize = 32 * 1024;
 /// Cuts closer together than this are skipped, so blocks stay worth a cache entry.
 pub const MIN_BLOCK: usize = 16 * 1024;
@@ -21,7 +28,7 @@ pub fn cuts(data: &[u8]) -> Vec<usize> {
     let mut out = vec![0];
     let mut i = MIN_BLOCK;
     while i < data.len() {
-        match find(&data[i..], MARKER) {
+        match data[i..].windows(MARKER.len()).position(|w| w == MARKER) {
             Some(p) => {
                 let cut = i + p + 2;
                 out.push(cut);
@@ -33,43 +40,151 @@ pub fn cuts(data: &[u8]) -> Vec<usize> {
     out
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The scanner as the redaction layer's finder.
+pub struct ScanFinder<'a>(pub &'a Scanner);
+
+impl Finder for ScanFinder<'_> {
+    fn find(&self, data: &[u8]) -> Vec<Span> {
+        self.0
+            .scan(data)
+            .into_iter()
+            .map(|f| Span {
+                start: f.start,
+                end: f.end,
+                rule: crate::redact::sanitize_rule(&f.rule_id),
+            })
+            .collect()
+    }
 }
 
-/// All findings of `data`, through the cache where the body is large enough to be worth it.
-pub fn scan(scanner: &Scanner, cache: &ScanCache, data: &[u8]) -> Vec<Finding> {
+/// Hit and miss counts of a [`PlanCache`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: usize,
+}
+
+/// Block plans by BLAKE3 of the block; oldest dropped first. Holds placeholders and the values
+/// behind them, in memory only, like the vault.
+pub struct PlanCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: HashMap<[u8; 32], Arc<Plan>>,
+    order: VecDeque<[u8; 32]>,
+    hits: u64,
+    misses: u64,
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PlanCache({:?})", self.stats())
+    }
+}
+
+impl PlanCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let i = self.lock();
+        CacheStats {
+            hits: i.hits,
+            misses: i.misses,
+            entries: i.map.len(),
+        }
+    }
+
+    fn get_or_plan(&self, block: &[u8], make: impl FnOnce() -> Plan) -> Arc<Plan> {
+        let key = *blake3::hash(block).as_bytes();
+        {
+            let mut i = self.lock();
+            if let Some(p) = i.map.get(&key).cloned() {
+                i.hits += 1;
+                return p;
+            }
+            i.misses += 1;
+        }
+        let plan = Arc::new(make());
+        let mut i = self.lock();
+        if i.map.insert(key, plan.clone()).is_none() {
+            i.order.push_back(key);
+        }
+        while i.map.len() > self.capacity {
+            match i.order.pop_front() {
+                Some(old) => {
+                    i.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        plan
+    }
+}
+
+fn shifted(e: &Edit, by: usize) -> Edit {
+    Edit {
+        range: e.range.start + by..e.range.end + by,
+        ..e.clone()
+    }
+}
+
+/// The redaction plan of `data` through every layer, from cached block plans where the body is
+/// large enough to be cut.
+pub fn plan(
+    scanner: &Scanner,
+    cache: &PlanCache,
+    key: &RedactionKey,
+    data: &[u8],
+    depth: usize,
+) -> Plan {
+    let finder = ScanFinder(scanner);
     if data.len() < MIN_CACHED_BODY {
-        return scanner.scan(data);
+        return view::plan(data, &finder, key, depth);
     }
     let starts = cuts(data);
     if starts.len() < 2 {
-        return scanner.scan(data);
+        return view::plan(data, &finder, key, depth);
     }
-    let mut out: Vec<Finding> = Vec::new();
+    let mut out = Plan::default();
     for (i, &start) in starts.iter().enumerate() {
         let end = starts.get(i + 1).copied().unwrap_or(data.len());
-        for f in cache.scan(scanner, &data[start..end]).iter() {
-            let mut f = f.clone();
-            f.start += start;
-            f.end += start;
-            out.push(f);
-        }
+        let block = &data[start..end];
+        let p = cache.get_or_plan(block, || view::plan(block, &finder, key, depth));
+        out.edits.extend(p.edits.iter().map(|e| shifted(e, start)));
+        out.values.extend(p.values.iter().cloned());
     }
+    // Seams: a raw finding that crosses a cut, which no block could see whole.
     let seam = SEAM.min(scanner.horizon().max(1));
     for &cut in &starts[1..] {
-        let lo = cut.saturating_sub(seam);
-        let hi = (cut + seam).min(data.len());
-        for mut f in scanner.scan(&data[lo..hi]) {
-            f.start += lo;
-            f.end += lo;
-            if f.start < cut && f.end > cut {
-                out.push(f);
+        let window: Range<usize> = cut.saturating_sub(seam)..(cut + seam).min(data.len());
+        for s in finder.find(&data[window.clone()]) {
+            let (a, b) = (s.start + window.start, s.end + window.start);
+            if a < cut && b > cut {
+                let value = &data[a..b];
+                let ph = key.placeholder(&s.rule, value);
+                out.values.push((ph.clone(), value.to_vec()));
+                out.edits.push(Edit {
+                    range: a..b,
+                    replacement: ph.clone().into_bytes(),
+                    findings: vec![(s.rule, ph)],
+                    layer: "raw",
+                });
             }
         }
     }
-    out.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
-    out.dedup_by(|b, a| a.start == b.start && a.end == b.end && a.rule_id == b.rule_id);
     out
 }
 
@@ -82,6 +197,10 @@ mod tests {
         Scanner::new(ScanConfig::builtin().unwrap()).unwrap()
     }
 
+    fn key() -> RedactionKey {
+        RedactionKey::from_bytes([5; 32])
+    }
+
     fn conversation(turns: usize, secret_at: Option<usize>) -> Vec<u8> {
         let mut s = String::from("{\"model\":\"m\",\"messages\":[");
         for t in 0..turns {
@@ -91,7 +210,7 @@ mod tests {
             let mut content =
                 format!("turn {t}: ") + &"fn main() { println!(\\\"hi\\\"); }\\n".repeat(300);
             if secret_at == Some(t) {
-                content.push_str(&format!(" key AKIA{}{} ", "QWERTYUIOP", "ASDFGH"));
+                content.push_str(&format!(" key \\u0041KIA{}{} ", "QWERTYUIOP", "ASDFGH"));
             }
             s.push_str(&format!("{{\"role\":\"user\",\"content\":\"{content}\"}}"));
         }
@@ -100,42 +219,40 @@ mod tests {
     }
 
     #[test]
-    fn same_findings_as_a_whole_scan() {
+    fn same_redaction_as_planning_the_whole_body() {
         let sc = scanner();
-        let cache = ScanCache::new(1024);
+        let cache = PlanCache::new(1024);
         for at in [Some(0), Some(7), Some(19), None] {
             let body = conversation(20, at);
-            let whole: Vec<_> = sc
-                .scan(&body)
-                .into_iter()
-                .map(|f| (f.start, f.end))
-                .collect();
-            let cached: Vec<_> = scan(&sc, &cache, &body)
-                .into_iter()
-                .map(|f| (f.start, f.end))
-                .collect();
-            assert_eq!(whole, cached, "secret at {at:?}");
+            let whole = view::plan(&body, &ScanFinder(&sc), &key(), 2);
+            let cached = plan(&sc, &cache, &key(), &body, 2);
+            assert_eq!(cached.apply(&body), whole.apply(&body), "secret at {at:?}");
+            assert_eq!(cached.findings().len(), usize::from(at.is_some()));
         }
     }
 
     #[test]
     fn a_repeated_history_is_all_cache_hits() {
         let sc = scanner();
-        let cache = ScanCache::new(1024);
+        let cache = PlanCache::new(1024);
         let turn1 = conversation(20, Some(3));
-        let _ = scan(&sc, &cache, &turn1);
+        let _ = plan(&sc, &cache, &key(), &turn1, 2);
         let before = cache.stats();
         // The next turn repeats the history and adds one message.
         let turn2 = conversation(21, Some(3));
-        let found = scan(&sc, &cache, &turn2);
+        let found = plan(&sc, &cache, &key(), &turn2, 2);
         let after = cache.stats();
-        assert_eq!(found.len(), 1);
-        let new_misses = after.misses - before.misses;
+        assert_eq!(
+            found.findings().len(),
+            1,
+            "the escaped secret in the history is still found"
+        );
         // The block that ended the old body now ends differently (the new message follows
-        // it), and the new message is new: at most those two are scanned again.
+        // it), and the new message is new: at most those two are planned again.
+        let new_misses = after.misses - before.misses;
         assert!(
             new_misses <= 2,
-            "only the tail is scanned again, not {new_misses} blocks"
+            "only the tail is planned again, not {new_misses} blocks"
         );
         assert!(after.hits > before.hits);
     }
@@ -166,15 +283,16 @@ mod tests {
             ..ScanConfig::without_rules()
         })
         .unwrap();
-        let cache = ScanCache::new(16);
+        let cache = PlanCache::new(16);
         let mut body = vec![b'x'; MIN_BLOCK];
         body.extend_from_slice(b" zqx9abcd},");
         let cut = body.len();
         body.extend_from_slice(b"{\"role\"efgh ");
         body.extend_from_slice(&vec![b'y'; MIN_CACHED_BODY]);
         assert_eq!(cuts(&body), vec![0, cut]);
-        let found = scan(&sc, &cache, &body);
-        assert_eq!(found.len(), 1);
-        assert!(found[0].start < cut && found[0].end > cut);
+        let p = plan(&sc, &cache, &key(), &body, 0);
+        assert_eq!(p.findings().len(), 1);
+        let e = &p.edits[0];
+        assert!(e.range.start < cut && e.range.end > cut);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use gate_scan::{KnownValues, RuleSet, ScanCache, ScanConfig, Scanner};
+use gate_scan::{KnownValues, RuleSet, ScanConfig, Scanner};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::audit::{AuditLog, Decision, Event, EventKind, FindingRecord};
@@ -19,8 +19,8 @@ use crate::config::{Mode, Settings};
 use crate::proxy::inspect::{BodyInspector, Inspector, Refusal, RequestInfo, RequestPlan};
 use crate::redact::encoding;
 use crate::redact::restore::{Escape, Restorer};
-use crate::redact::view::{self, Finder, Plan};
-use crate::redact::{RedactionKey, Span, Vault};
+use crate::redact::view::{self, Plan};
+use crate::redact::{RedactionKey, Vault};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
@@ -78,22 +78,6 @@ const SCAN_CACHE_BLOCKS: usize = 8192;
 /// How deep base64 blocks inside base64 blocks are looked into.
 const BASE64_DEPTH: usize = 2;
 
-/// Adapts gate-scan's scanner (through the scan cache) to the redaction layer's [`Finder`].
-struct ScanFinder<'a>(&'a Scanner, &'a ScanCache);
-
-impl Finder for ScanFinder<'_> {
-    fn find(&self, data: &[u8]) -> Vec<Span> {
-        cached::scan(self.0, self.1, data)
-            .into_iter()
-            .map(|f| Span {
-                start: f.start,
-                end: f.end,
-                rule: crate::redact::sanitize_rule(&f.rule_id),
-            })
-            .collect()
-    }
-}
-
 /// The scanner-backed inspector. Cheap to clone; one per proxy.
 #[derive(Clone)]
 pub struct Guard {
@@ -102,8 +86,8 @@ pub struct Guard {
 
 struct Inner {
     scanner: Arc<Scanner>,
-    /// Findings of body blocks already seen (conversation history re-sent every turn).
-    cache: ScanCache,
+    /// Plans of body blocks already seen (conversation history re-sent every turn).
+    cache: cached::PlanCache,
     key: RedactionKey,
     vault: Arc<Vault>,
     mode: Mode,
@@ -144,7 +128,7 @@ impl Guard {
         Self {
             inner: Arc::new(Inner {
                 scanner,
-                cache: ScanCache::new(SCAN_CACHE_BLOCKS),
+                cache: cached::PlanCache::new(SCAN_CACHE_BLOCKS),
                 key,
                 vault: Arc::new(Vault::default()),
                 mode,
@@ -179,13 +163,13 @@ impl Guard {
 }
 
 impl Inner {
-    fn finder(&self) -> ScanFinder<'_> {
-        ScanFinder(&self.scanner, &self.cache)
+    fn finder(&self) -> cached::ScanFinder<'_> {
+        cached::ScanFinder(&self.scanner)
     }
 
     fn plan(&self, data: &[u8]) -> Plan {
         self.scanned.fetch_add(data.len() as u64, Ordering::Relaxed);
-        view::plan(data, &self.finder(), &self.key, BASE64_DEPTH)
+        cached::plan(&self.scanner, &self.cache, &self.key, data, BASE64_DEPTH)
     }
 
     /// Records one finding event per secret; the write is synced before the verdict goes on.

@@ -37,9 +37,15 @@ impl View {
 }
 
 /// Undoes JSON string escapes (`\n`, `\"`, `\u0041`, surrogate pairs) wherever they appear.
-/// None when there is no escape at all (the raw scan already saw everything).
+/// None when no escape could hide a secret: only `\uXXXX` and `\/` can stand for characters a
+/// credential is made of (the scanner's rules already read `\"` and `\n` as they are).
 pub fn json_unescaped(raw: &[u8]) -> Option<View> {
-    memchr_byte(raw, b'\\')?;
+    if !raw
+        .windows(2)
+        .any(|w| w[0] == b'\\' && (w[1] == b'u' || w[1] == b'/'))
+    {
+        return None;
+    }
     let mut text = Vec::with_capacity(raw.len());
     let mut map = Vec::with_capacity(raw.len() + 1);
     let mut i = 0;
@@ -142,15 +148,28 @@ pub fn url_decoded(raw: &[u8]) -> Option<View> {
     Some(View { text, map })
 }
 
-fn memchr_byte(h: &[u8], b: u8) -> Option<usize> {
-    h.iter().position(|&c| c == b)
-}
-
 /// Shortest base64 run worth decoding (18 decoded bytes).
 const MIN_BASE64: usize = 24;
 
 fn is_b64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+}
+
+/// Encoded data mixes upper case, lower case and digits, and uses one alphabet; identifiers,
+/// paths and hex are skipped without decoding.
+fn plausible_base64(run: &[u8]) -> bool {
+    let (mut upper, mut lower, mut digit, mut std_sym, mut url_sym) =
+        (false, false, false, false, false);
+    for &b in run {
+        match b {
+            b'A'..=b'Z' => upper = true,
+            b'a'..=b'z' => lower = true,
+            b'0'..=b'9' => digit = true,
+            b'+' | b'/' => std_sym = true,
+            _ => url_sym = true,
+        }
+    }
+    upper && lower && digit && !(std_sym && url_sym)
 }
 
 /// Maximal base64 runs (standard or URL-safe alphabet, optional `=` padding) of useful length.
@@ -170,7 +189,7 @@ pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
         while end < raw.len() && raw[end] == b'=' && end - i < 2 {
             end += 1;
         }
-        if i - start >= MIN_BASE64 {
+        if i - start >= MIN_BASE64 && plausible_base64(&raw[start..i]) {
             out.push(start..end);
         }
         i = end.max(i);

@@ -641,6 +641,26 @@ fn https_inside_gate_run_is_intercepted_verified_and_scanned() {
         !host.events().contains("/post-path"),
         "the blocked request reached the host"
     );
+    // Every body gate forwarded was scanned first: the run's own count says so.
+    let finished: Vec<String> = env
+        .audit()
+        .iter()
+        .map(|e| field(e, "reason").to_string())
+        .filter(|r| r.starts_with("gate run finished"))
+        .collect();
+    assert_eq!(finished.len(), 2, "{finished:?}");
+    assert!(
+        finished
+            .iter()
+            .all(|r| r.ends_with(" 0 forwarded unscanned")),
+        "{finished:?}"
+    );
+    assert!(
+        finished
+            .iter()
+            .any(|r| !r.contains("; 0 request body bytes scanned")),
+        "{finished:?}"
+    );
     // Without the test CA, gate refuses the unknown upstream certificate.
     let out = env.run(
         &[],

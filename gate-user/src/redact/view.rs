@@ -148,6 +148,40 @@ pub fn url_decoded(raw: &[u8]) -> Option<View> {
     Some(View { text, map })
 }
 
+/// Bytes a credential, its escapes and the assignment around it are made of (no space and no
+/// bare quote: an escaped or URL-encoded token sits inside one string or one parameter).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'%' | b'\\' | b'+' | b'/' | b'=' | b'_' | b'.' | b'-' | b'~' | b':' | b'&'
+        )
+}
+
+/// Maximal runs of token bytes that hold a backslash or a percent sign. The JSON and URL layers
+/// decode only these (and only those with an escape that could hide a credential), so a large
+/// body costs one pass plus the few runs that matter.
+fn token_runs(raw: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        if !is_token_byte(raw[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut escaped = false;
+        while i < raw.len() && is_token_byte(raw[i]) {
+            escaped |= raw[i] == b'\\' || raw[i] == b'%';
+            i += 1;
+        }
+        if escaped {
+            out.push(start..i);
+        }
+    }
+    out
+}
+
 /// Shortest base64 run worth decoding (18 decoded bytes).
 const MIN_BASE64: usize = 24;
 
@@ -283,18 +317,26 @@ pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -
             );
         }
     }
-    for (view, layer) in [(json_unescaped(raw), "json"), (url_decoded(raw), "url")] {
-        let Some(view) = view else { continue };
-        for s in finder.find(&view.text) {
-            if s.start < s.end && s.end <= view.text.len() {
-                let value = view.text[s.start..s.end].to_vec();
-                add(
-                    &mut plan,
-                    view.raw_range(s.start..s.end),
-                    &value,
-                    &s.rule,
-                    layer,
-                );
+    let layers: [(fn(&[u8]) -> Option<View>, &'static str); 2] =
+        [(json_unescaped, "json"), (url_decoded, "url")];
+    let runs = token_runs(raw);
+    for (decode, layer) in layers {
+        for region in runs.iter().cloned() {
+            let Some(view) = decode(&raw[region.clone()]) else {
+                continue;
+            };
+            for s in finder.find(&view.text) {
+                if s.start < s.end && s.end <= view.text.len() {
+                    let value = view.text[s.start..s.end].to_vec();
+                    let r = view.raw_range(s.start..s.end);
+                    add(
+                        &mut plan,
+                        r.start + region.start..r.end + region.start,
+                        &value,
+                        &s.rule,
+                        layer,
+                    );
+                }
             }
         }
     }

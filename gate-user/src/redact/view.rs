@@ -292,6 +292,9 @@ impl Plan {
     }
 }
 
+/// A layer's decoder: a view of the bytes with its escapes undone, or None if it has none.
+type Decoder = fn(&[u8]) -> Option<View>;
+
 /// Finds every secret in `raw` through all layers (base64 nested up to `depth`).
 pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -> Plan {
     let mut plan = Plan::default();
@@ -317,8 +320,7 @@ pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -
             );
         }
     }
-    let layers: [(fn(&[u8]) -> Option<View>, &'static str); 2] =
-        [(json_unescaped, "json"), (url_decoded, "url")];
+    let layers: [(Decoder, &'static str); 2] = [(json_unescaped, "json"), (url_decoded, "url")];
     let runs = token_runs(raw);
     for (decode, layer) in layers {
         for region in runs.iter().cloned() {

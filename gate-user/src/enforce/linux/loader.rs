@@ -103,17 +103,19 @@ impl std::fmt::Debug for Attached {
 }
 
 fn err(what: &str) -> impl FnOnce(aya::programs::ProgramError) -> LinuxError + '_ {
-    move |e| {
-        // A verifier refusal carries the whole verifier log: keep it for -v, show its end.
-        let full = e.to_string();
-        tracing::debug!("{what}: {full}");
-        let lines: Vec<&str> = full.lines().collect();
-        let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-        LinuxError::Bpf(format!(
-            "{what}: {}",
-            if lines.len() > 3 { tail } else { full }
-        ))
-    }
+    move |e| verifier_tail(what, &e.to_string())
+}
+
+/// A verifier refusal carries the whole verifier log: keep it for -v, show its end.
+fn verifier_tail(what: &str, full: &str) -> LinuxError {
+    tracing::debug!("{what}: {full}");
+    let lines: Vec<&str> = full.lines().collect();
+    let shown = if lines.len() > 3 {
+        lines[lines.len() - 3..].join(" | ")
+    } else {
+        full.to_string()
+    };
+    LinuxError::Bpf(format!("{what}: {shown}"))
 }
 
 /// Loads, configures, attaches and pins. On any error everything done so far is undone.
@@ -148,13 +150,13 @@ pub fn attach(cgroup: &Path, pin_dir: &Path, cfg: &KernelConfig) -> Result<Attac
     };
     // The order matters: sock_ops and the recording hooks first, the refusing hooks last, so no
     // connection is ever redirected without its original destination being findable.
-    attached.attach_sock_ops(gate_common::PROG_SOCK_OPS, cgroup_dir.as_fd())?;
+    attached.attach_one::<SockOps>(gate_common::PROG_SOCK_OPS, cgroup_dir.as_fd())?;
     for name in [
         gate_common::PROG_BIND4,
         gate_common::PROG_BIND6,
         gate_common::PROG_SOCK_CREATE,
     ] {
-        attached.attach_sock(name, cgroup_dir.as_fd())?;
+        attached.attach_one::<CgroupSock>(name, cgroup_dir.as_fd())?;
     }
     for name in [
         gate_common::PROG_RECVMSG4,
@@ -164,7 +166,7 @@ pub fn attach(cgroup: &Path, pin_dir: &Path, cfg: &KernelConfig) -> Result<Attac
         gate_common::PROG_CONNECT4,
         gate_common::PROG_CONNECT6,
     ] {
-        attached.attach_sock_addr(name, cgroup_dir.as_fd())?;
+        attached.attach_one::<CgroupSockAddr>(name, cgroup_dir.as_fd())?;
     }
     Ok(attached)
 }
@@ -206,70 +208,27 @@ impl Attached {
         Ok(())
     }
 
-    fn attach_sock_addr(
+    /// Loads program `name` of kind `P`, attaches it to the cgroup and pins its link.
+    fn attach_one<P>(
         &mut self,
         name: &str,
         cgroup: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(), LinuxError> {
-        let prog: &mut CgroupSockAddr = self
+    ) -> Result<(), LinuxError>
+    where
+        P: Attachable,
+        for<'a> &'a mut P:
+            TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let prog: &mut P = self
             .ebpf
             .program_mut(name)
             .ok_or_else(|| LinuxError::Bpf(format!("program {name} missing")))?
             .try_into()
             .map_err(err(name))?;
-        prog.load().map_err(err(name))?;
-        let id = prog
-            .attach(cgroup, CgroupAttachMode::Single)
-            .map_err(err(name))?;
-        let link = prog.take_link(id).map_err(err(name))?;
-        let fd: FdLink = link
-            .try_into()
-            .map_err(|e| LinuxError::Bpf(format!("{name}: {e}")))?;
-        self.pin(name, fd)
-    }
-
-    fn attach_sock(
-        &mut self,
-        name: &str,
-        cgroup: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(), LinuxError> {
-        let prog: &mut CgroupSock = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| LinuxError::Bpf(format!("program {name} missing")))?
-            .try_into()
-            .map_err(err(name))?;
-        prog.load().map_err(err(name))?;
-        let id = prog
-            .attach(cgroup, CgroupAttachMode::Single)
-            .map_err(err(name))?;
-        let link = prog.take_link(id).map_err(err(name))?;
-        let fd: FdLink = link
-            .try_into()
-            .map_err(|e| LinuxError::Bpf(format!("{name}: {e}")))?;
-        self.pin(name, fd)
-    }
-
-    fn attach_sock_ops(
-        &mut self,
-        name: &str,
-        cgroup: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(), LinuxError> {
-        let prog: &mut SockOps = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| LinuxError::Bpf(format!("program {name} missing")))?
-            .try_into()
-            .map_err(err(name))?;
-        prog.load().map_err(err(name))?;
-        let id = prog
-            .attach(cgroup, CgroupAttachMode::Single)
-            .map_err(err(name))?;
-        let link = prog.take_link(id).map_err(err(name))?;
-        let fd: FdLink = link
-            .try_into()
-            .map_err(|e| LinuxError::Bpf(format!("{name}: {e}")))?;
-        self.pin(name, fd)
+        let link = prog
+            .load_attach_take(cgroup)
+            .map_err(|e| verifier_tail(name, &e))?;
+        self.pin(name, link)
     }
 
     /// Unpins every link (detaching the programs once the last fd closes) and removes the pin
@@ -283,6 +242,35 @@ impl Attached {
         let _ = fs::remove_dir(&self.pin_dir);
     }
 }
+
+/// The three program kinds gate attaches to a cgroup, behind one call: load, attach with
+/// `CgroupAttachMode::Single`, and take the link as an fd link (for pinning).
+trait Attachable {
+    fn load_attach_take(&mut self, cgroup: std::os::fd::BorrowedFd<'_>) -> Result<FdLink, String>;
+}
+
+macro_rules! attachable {
+    ($ty:ty) => {
+        impl Attachable for $ty {
+            fn load_attach_take(
+                &mut self,
+                cgroup: std::os::fd::BorrowedFd<'_>,
+            ) -> Result<FdLink, String> {
+                self.load().map_err(|e| e.to_string())?;
+                let id = self
+                    .attach(cgroup, CgroupAttachMode::Single)
+                    .map_err(|e| e.to_string())?;
+                let link = self.take_link(id).map_err(|e| e.to_string())?;
+                link.try_into()
+                    .map_err(|e: aya::programs::links::LinkError| e.to_string())
+            }
+        }
+    };
+}
+
+attachable!(CgroupSockAddr);
+attachable!(CgroupSock);
+attachable!(SockOps);
 
 /// Removes a pin folder left by a dead run (its links detach when the pins go).
 pub fn remove_pins(dir: &Path) {

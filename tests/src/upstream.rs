@@ -196,6 +196,8 @@ pub struct Options {
     pub plain: bool,
     /// Serve `/git/<repo>` from the bare repositories in this directory.
     pub git_root: Option<PathBuf>,
+    /// Listen on this address instead of 127.0.0.1 (a test host's veth address, say).
+    pub bind: Option<std::net::IpAddr>,
 }
 
 impl Options {
@@ -206,6 +208,7 @@ impl Options {
             alpn: Alpn::Both,
             plain: false,
             git_root: None,
+            bind: None,
         }
     }
 }
@@ -279,7 +282,8 @@ impl Upstream {
             git_root: opts.git_root.clone(),
         });
         // Bound with std so this works inside or outside another runtime.
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let bind = opts.bind.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let std_listener = std::net::TcpListener::bind((bind, 0)).expect("bind upstream");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("addr");
         let sh = shared.clone();

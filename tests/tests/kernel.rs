@@ -671,3 +671,68 @@ fn https_inside_gate_run_is_intercepted_verified_and_scanned() {
     );
     assert!(stdout(&out).trim_end().ends_with("502"), "{}", stdout(&out));
 }
+
+#[test]
+fn git_push_inside_gate_run_is_scanned_and_refused_in_gits_words() {
+    if !require_root("git_push_inside_gate_run_is_scanned_and_refused_in_gits_words") {
+        return;
+    }
+    use gate_tests::upstream::{Options, Upstream};
+    let env = Env::new();
+    let ca = gate_tests::upstream::TestCa::new(env.dir.path());
+    // The git server listens on the host side of a test host's veth pair: not loopback, so
+    // the agent's connection to it is redirected through gate like any other.
+    let host = TestHost::create().expect("test host");
+    let server_ip = host.host_ip.to_string();
+    let repos = env.dir.path().join("repos");
+    std::fs::create_dir_all(&repos).unwrap();
+    assert!(
+        Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main", "repo.git"])
+            .current_dir(&repos)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut o = Options::new(&[&server_ip]);
+    o.git_root = Some(repos.clone());
+    o.bind = Some(host.host_ip.into());
+    let up = Upstream::start_with(&ca, o);
+    let url = format!("https://{server_ip}:{}/git/repo.git", up.port());
+    let work = env.dir.path().join("work");
+    let secret = format!("AKIA{}{}", "MNBVCXZLKJ", "HGFDSA");
+    let script = format!(
+        "set -e\n\
+         git init -q -b main {w} && cd {w}\n\
+         git -c user.name=a -c user.email=a@example.invalid commit -q --allow-empty -m start\n\
+         git push -q {url} main\n\
+         mkdir -p config && echo 'AWS_ACCESS_KEY_ID={secret}' > config/prod.env\n\
+         git add config && git -c user.name=a -c user.email=a@example.invalid commit -q -m leak\n\
+         git push {url} main",
+        w = work.display()
+    );
+    let ca_flag = ca.cert_path().to_string_lossy().into_owned();
+    let out = env
+        .command(
+            &["--upstream-ca", &ca_flag, "--mode", "block"],
+            &["sh", "-c", &script],
+        )
+        .env("HOME", env.dir.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "the second push must fail: {err}");
+    assert!(
+        err.contains(
+            "remote: [gate] push blocked: 1 secret (aws-access-key-id) in config/prod.env of"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("! [remote rejected] main -> main"), "{err}");
+    assert!(!err.contains(&secret));
+    assert!(
+        env.has_event(|e| field(e, "kind") == "finding" && field(e, "decision") == "block"),
+        "git goes through HTTPS_PROXY (gate's forward proxy) or the redirect; either way the refusal is recorded"
+    );
+}

@@ -72,6 +72,14 @@ pub fn from_settings(
     ))
 }
 
+/// (rule, placeholder, layer) of each finding a plan will redact, for the audit log.
+fn records(plan: &Plan) -> Vec<(String, String, String)> {
+    plan.findings()
+        .into_iter()
+        .map(|(r, p, l)| (r, p, l.to_string()))
+        .collect()
+}
+
 /// Blocks the scan cache remembers (about 16 KiB and up each).
 const SCAN_CACHE_BLOCKS: usize = 8192;
 
@@ -223,6 +231,13 @@ impl Inner {
         })
     }
 
+    /// Keeps each placeholder's value, so responses can be restored for the agent.
+    fn remember(&self, plan: &Plan) {
+        for (ph, value) in &plan.values {
+            self.vault.remember(ph, value);
+        }
+    }
+
     /// A path with any secret in it replaced by its placeholder, for the audit log.
     fn scrub_path(&self, path: &str) -> String {
         let plan = view::plan(path.as_bytes(), &self.finder(), &self.key, 0);
@@ -255,19 +270,13 @@ impl Inner {
         if plan.is_clean() {
             return Ok(());
         }
-        let found: Vec<_> = plan
-            .findings()
-            .into_iter()
-            .map(|(r, p, l)| (r, p, l.to_string()))
-            .collect();
+        let found = records(&plan);
         self.record_findings(info, "url", &found)?;
         match self.mode {
             Mode::Block => Err(Refusal::forbidden(self.block_reason("URL", &plan))),
             Mode::Audit => Ok(()),
             Mode::Redact => {
-                for (ph, value) in &plan.values {
-                    self.vault.remember(ph, value);
-                }
+                self.remember(&plan);
                 let redacted = String::from_utf8_lossy(&plan.apply(pq))
                     .replace('<', "%3C")
                     .replace('>', "%3E");
@@ -329,9 +338,7 @@ impl Inner {
                     });
                 }
                 if self.mode == Mode::Redact {
-                    for (ph, v) in &plan.values {
-                        self.vault.remember(ph, v);
-                    }
+                    self.remember(&plan);
                     let new = HeaderValue::from_bytes(&plan.apply(bytes)).map_err(|_| {
                         Refusal::with_status(
                             StatusCode::BAD_REQUEST,
@@ -401,19 +408,13 @@ impl Inner {
         if plan.is_clean() {
             return Ok(Bytes::from(raw));
         }
-        let found: Vec<_> = plan
-            .findings()
-            .into_iter()
-            .map(|(r, p, l)| (r, p, l.to_string()))
-            .collect();
+        let found = records(&plan);
         self.record_findings(info, "body", &found)?;
         match self.mode {
             Mode::Block => Err(Refusal::forbidden(self.block_reason("request body", &plan))),
             Mode::Audit => Ok(Bytes::from(raw)),
             Mode::Redact => {
-                for (ph, value) in &plan.values {
-                    self.vault.remember(ph, value);
-                }
+                self.remember(&plan);
                 let redacted = plan.apply(&decoded);
                 let out = encoding::encode(&redacted, &codings).map_err(|e| {
                     Refusal::with_status(

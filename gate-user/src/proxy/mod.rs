@@ -288,26 +288,38 @@ impl Proxy {
         }
     }
 
-    async fn tls_connection<S>(self: Arc<Self>, io: Prefixed<S>, t: ConnTarget, host: String)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let verdict = self.settings.hosts.verdict(&host);
-        let refuse = self.verdict_error(&host, verdict);
-        if verdict == HostVerdict::Passthrough {
-            self.passthrough(io, t, host).await;
-            return;
-        }
+    /// Records an intercepted connection under host policy: the refusal to answer with, if
+    /// any. Err when the audit log cannot be written (the connection is then dropped).
+    fn admit(
+        &self,
+        t: &ConnTarget,
+        host: &str,
+        verdict: HostVerdict,
+    ) -> Result<Option<ProxyError>, ()> {
+        let refuse = self.verdict_error(host, verdict);
         let decision = if refuse.is_some() {
             Decision::Deny
         } else {
             Decision::Intercept
         };
-        let mut ev = self.conn_event(decision, &t, &host);
+        let mut ev = self.conn_event(decision, t, host);
         ev.reason = refuse.as_ref().map(|e| e.to_string());
-        if self.record(&ev).is_err() {
+        self.record(&ev).map_err(|_| ())?;
+        Ok(refuse)
+    }
+
+    async fn tls_connection<S>(self: Arc<Self>, io: Prefixed<S>, t: ConnTarget, host: String)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let verdict = self.settings.hosts.verdict(&host);
+        if verdict == HostVerdict::Passthrough {
+            self.passthrough(io, t, host).await;
             return;
         }
+        let Ok(refuse) = self.admit(&t, &host, verdict) else {
+            return;
+        };
         let tls = match self.accept_tls(io, &host).await {
             Ok(tls) => tls,
             Err(e) => {
@@ -342,17 +354,9 @@ impl Proxy {
             self.passthrough(io, t, host).await;
             return;
         }
-        let refuse = self.verdict_error(&host, verdict);
-        let decision = if refuse.is_some() {
-            Decision::Deny
-        } else {
-            Decision::Intercept
-        };
-        let mut ev = self.conn_event(decision, &t, &host);
-        ev.reason = refuse.as_ref().map(|e| e.to_string());
-        if self.record(&ev).is_err() {
+        let Ok(refuse) = self.admit(&t, &host, verdict) else {
             return;
-        }
+        };
         let ctx = Arc::new(mitm::ConnCtx {
             entry: t.entry,
             host,

@@ -312,30 +312,25 @@ fn try_sock_addr(ctx: &SockAddrContext, v6: bool, is_sendmsg: bool) -> Result<Ve
     } else {
         IPPROTO_UDP
     } as u16;
-    match plan(cfg, &dest, ty, is_sendmsg) {
+    let plan = plan(cfg, &dest, ty, is_sendmsg);
+    match plan {
         Plan::Pass => Ok(Verdict::Pass),
         Plan::Refuse(kind) => {
             report(kind, Some(&dest), proto, 0);
             Ok(Verdict::Refuse)
         }
-        Plan::ToListener => {
+        Plan::ToListener | Plan::ToDns => {
+            let (port, kind) = match plan {
+                Plan::ToDns => (cfg.dns_port, EventKind::DnsRedirect),
+                _ => (cfg.proxy_port, EventKind::Redirect),
+            };
             remember(ctx, &dest)?;
             if v6 {
-                rewrite6(ctx, mapped, cfg, cfg.proxy_port);
+                rewrite6(ctx, mapped, cfg, port);
             } else {
-                rewrite4(ctx, cfg.proxy_v4, cfg.proxy_port);
+                rewrite4(ctx, cfg.proxy_v4, port);
             }
-            report(EventKind::Redirect, Some(&dest), proto, 0);
-            Ok(Verdict::Rewritten)
-        }
-        Plan::ToDns => {
-            remember(ctx, &dest)?;
-            if v6 {
-                rewrite6(ctx, mapped, cfg, cfg.dns_port);
-            } else {
-                rewrite4(ctx, cfg.proxy_v4, cfg.dns_port);
-            }
-            report(EventKind::DnsRedirect, Some(&dest), proto, 0);
+            report(kind, Some(&dest), proto, 0);
             Ok(Verdict::Rewritten)
         }
     }

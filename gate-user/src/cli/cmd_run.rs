@@ -285,39 +285,18 @@ async fn run_async(settings: Settings, args: &Args, level: Level) -> anyhow::Res
     Ok(code)
 }
 
-/// A private temporary folder readable by the child (it holds the CA bundle).
-fn tempdir_for_child() -> anyhow::Result<TempDir> {
-    let base = std::env::temp_dir().join(format!("gate-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir(&base).with_context(|| format!("creating {}", base.display()))?;
+/// A temporary folder readable by the child (it holds the CA bundle); removed when dropped.
+fn tempdir_for_child() -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("gate-")
+        .tempdir()
+        .context("creating a temporary folder")?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     }
-    Ok(TempDir(base))
-}
-
-fn rand_suffix() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    u64::from(t) ^ (u64::from(std::process::id()) << 32)
-}
-
-/// Removes its folder when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    Ok(dir)
 }
 
 /// Waits for the child, forwarding SIGINT/SIGTERM/SIGHUP to it; returns a shell-style status.
@@ -413,6 +392,18 @@ mod linux {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::sync::mpsc;
 
+    /// A random number from the OS (the canary's token and port).
+    fn random_u64() -> u64 {
+        let mut b = [0u8; 8];
+        if getrandom::fill(&mut b).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            return u64::from(t.subsec_nanos()) ^ (u64::from(std::process::id()) << 32);
+        }
+        u64::from_ne_bytes(b)
+    }
+
     /// The canary's destination: a loopback address nothing listens on, which only the kernel
     /// programs turn into gate's listener.
     const CANARY_IP: Ipv4Addr = Ipv4Addr::new(127, 77, 0, 1);
@@ -460,7 +451,7 @@ mod linux {
         .await
         .context("starting gate's DNS forwarder")?;
 
-        let canary_port = 20000 + (rand_suffix() % 20000) as u16;
+        let canary_port = 20000 + (random_u64() % 20000) as u16;
         let cfg = KernelConfig {
             listen_v4: Ipv4Addr::LOCALHOST,
             proxy_port: port,
@@ -484,7 +475,7 @@ mod linux {
             }
         });
 
-        let token = format!("{:016x}", rand_suffix());
+        let token = format!("{:016x}", random_u64());
         let (canary_tx, mut canary_rx) = mpsc::channel::<()>(1);
         let canary_dst = SocketAddr::new(IpAddr::V4(CANARY_IP), canary_port);
         let mut accept_tasks = Vec::new();

@@ -26,9 +26,10 @@ const MARKER: &[u8] = b"},{\"";
 /// Block starts: 0, then the first boundary at least MIN_BLOCK after the previous start.
 pub fn cuts(data: &[u8]) -> Vec<usize> {
     let mut out = vec![0];
+    let finder = memchr::memmem::Finder::new(MARKER);
     let mut i = MIN_BLOCK;
     while i < data.len() {
-        match data[i..].windows(MARKER.len()).position(|w| w == MARKER) {
+        match finder.find(&data[i..]) {
             Some(p) => {
                 let cut = i + p + 2;
                 out.push(cut);

@@ -158,28 +158,44 @@ fn is_token_byte(b: u8) -> bool {
         )
 }
 
-/// Maximal runs of token bytes that hold a backslash or a percent sign. The JSON and URL layers
-/// decode only these (and only those with an escape that could hide a credential), so a large
-/// body costs one pass plus the few runs that matter.
-fn token_runs(raw: &[u8]) -> Vec<Range<usize>> {
+/// The maximal run of token bytes around each hit (hits in order), each run once. The JSON and
+/// URL layers decode only these runs, found from their escapes with memchr, so a large body
+/// costs one vectorised pass plus the few runs that matter.
+fn runs_around(raw: &[u8], hits: impl Iterator<Item = usize>) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < raw.len() {
-        if !is_token_byte(raw[i]) {
-            i += 1;
+    let mut covered = 0;
+    for h in hits {
+        if h < covered {
             continue;
         }
-        let start = i;
-        let mut escaped = false;
-        while i < raw.len() && is_token_byte(raw[i]) {
-            escaped |= raw[i] == b'\\' || raw[i] == b'%';
-            i += 1;
+        let mut start = h;
+        while start > covered && is_token_byte(raw[start - 1]) {
+            start -= 1;
         }
-        if escaped {
-            out.push(start..i);
+        let mut end = h;
+        while end < raw.len() && is_token_byte(raw[end]) {
+            end += 1;
         }
+        out.push(start..end);
+        covered = end.max(h + 1);
     }
     out
+}
+
+/// Runs holding a JSON escape that can stand for a credential's characters (`\uXXXX`, `\/`).
+fn json_runs(raw: &[u8]) -> Vec<Range<usize>> {
+    let hits =
+        memchr::memchr_iter(b'\\', raw).filter(|&i| matches!(raw.get(i + 1), Some(b'u' | b'/')));
+    runs_around(raw, hits)
+}
+
+/// Runs holding a `%XX` URL escape.
+fn url_runs(raw: &[u8]) -> Vec<Range<usize>> {
+    let hits = memchr::memchr_iter(b'%', raw).filter(|&i| {
+        raw.get(i + 1).copied().and_then(hexval).is_some()
+            && raw.get(i + 2).copied().and_then(hexval).is_some()
+    });
+    runs_around(raw, hits)
 }
 
 /// Shortest base64 run worth decoding (18 decoded bytes).
@@ -207,26 +223,33 @@ fn plausible_base64(run: &[u8]) -> bool {
 }
 
 /// Maximal base64 runs (standard or URL-safe alphabet, optional `=` padding) of useful length.
+/// Skips ahead: a run of at least [`MIN_BASE64`] bytes starting at or after `i` must cover
+/// `i + MIN_BASE64 - 1`, so when that byte is not base64 nothing before it needs a look.
 pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut i = 0;
-    while i < raw.len() {
-        if !is_b64(raw[i]) {
-            i += 1;
+    while i + MIN_BASE64 <= raw.len() {
+        let probe = i + MIN_BASE64 - 1;
+        if !is_b64(raw[probe]) {
+            i = probe + 1;
             continue;
         }
-        let start = i;
-        while i < raw.len() && is_b64(raw[i]) {
-            i += 1;
+        let mut start = probe;
+        while start > i && is_b64(raw[start - 1]) {
+            start -= 1;
         }
-        let mut end = i;
-        while end < raw.len() && raw[end] == b'=' && end - i < 2 {
+        let mut stop = probe + 1;
+        while stop < raw.len() && is_b64(raw[stop]) {
+            stop += 1;
+        }
+        let mut end = stop;
+        while end < raw.len() && raw[end] == b'=' && end - stop < 2 {
             end += 1;
         }
-        if i - start >= MIN_BASE64 && plausible_base64(&raw[start..i]) {
+        if stop - start >= MIN_BASE64 && plausible_base64(&raw[start..stop]) {
             out.push(start..end);
         }
-        i = end.max(i);
+        i = end;
     }
     out
 }
@@ -295,6 +318,68 @@ impl Plan {
 /// A layer's decoder: a view of the bytes with its escapes undone, or None if it has none.
 type Decoder = fn(&[u8]) -> Option<View>;
 
+/// Between two decoded runs when they are scanned as one text.
+const SEPARATOR: u8 = b'\n';
+
+/// The findings in each view's text, as (view index, span in that text): the texts are joined
+/// (newline between) and scanned in one call, since many small scans cost more than one large
+/// one; a finding that crosses from one text into the next is not one, and the texts it
+/// touches are scanned alone instead.
+fn find_in_views(views: &[(Range<usize>, View)], finder: &dyn Finder) -> Vec<(usize, Span)> {
+    let mut out = Vec::new();
+    match views {
+        [] => return out,
+        [(_, only)] => {
+            for s in finder.find(&only.text) {
+                if s.start < s.end && s.end <= only.text.len() {
+                    out.push((0, s));
+                }
+            }
+            return out;
+        }
+        _ => {}
+    }
+    let mut joined = Vec::with_capacity(views.iter().map(|(_, v)| v.text.len() + 1).sum());
+    let mut starts = Vec::with_capacity(views.len());
+    for (_, v) in views {
+        starts.push(joined.len());
+        joined.extend_from_slice(&v.text);
+        joined.push(SEPARATOR);
+    }
+    let part_of = |offset: usize| starts.partition_point(|&s| s <= offset) - 1;
+    let mut alone: Vec<usize> = Vec::new();
+    for s in finder.find(&joined) {
+        if s.start >= s.end {
+            continue;
+        }
+        let (first, last) = (part_of(s.start), part_of(s.end - 1));
+        let base = starts[first];
+        if first == last && s.end - base <= views[first].1.text.len() {
+            out.push((
+                first,
+                Span {
+                    start: s.start - base,
+                    end: s.end - base,
+                    rule: s.rule,
+                },
+            ));
+        } else {
+            alone.extend(first..=last);
+        }
+    }
+    alone.sort_unstable();
+    alone.dedup();
+    for part in alone {
+        let text = &views[part].1.text;
+        for s in finder.find(text) {
+            if s.start < s.end && s.end <= text.len() {
+                out.push((part, s));
+            }
+        }
+    }
+    out
+}
+
 /// Finds every secret in `raw` through all layers (base64 nested up to `depth`).
 pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -> Plan {
     let mut plan = Plan::default();
@@ -320,26 +405,26 @@ pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -
             );
         }
     }
-    let layers: [(Decoder, &'static str); 2] = [(json_unescaped, "json"), (url_decoded, "url")];
-    let runs = token_runs(raw);
-    for (decode, layer) in layers {
-        for region in runs.iter().cloned() {
-            let Some(view) = decode(&raw[region.clone()]) else {
-                continue;
-            };
-            for s in finder.find(&view.text) {
-                if s.start < s.end && s.end <= view.text.len() {
-                    let value = view.text[s.start..s.end].to_vec();
-                    let r = view.raw_range(s.start..s.end);
-                    add(
-                        &mut plan,
-                        r.start + region.start..r.end + region.start,
-                        &value,
-                        &s.rule,
-                        layer,
-                    );
-                }
-            }
+    let layers: [(Decoder, fn(&[u8]) -> Vec<Range<usize>>, &'static str); 2] = [
+        (json_unescaped, json_runs, "json"),
+        (url_decoded, url_runs, "url"),
+    ];
+    for (decode, runs, layer) in layers {
+        let views: Vec<(Range<usize>, View)> = runs(raw)
+            .into_iter()
+            .filter_map(|region| decode(&raw[region.clone()]).map(|v| (region, v)))
+            .collect();
+        for (part, s) in find_in_views(&views, finder) {
+            let (region, view) = &views[part];
+            let value = view.text[s.start..s.end].to_vec();
+            let r = view.raw_range(s.start..s.end);
+            add(
+                &mut plan,
+                r.start + region.start..r.end + region.start,
+                &value,
+                &s.rule,
+                layer,
+            );
         }
     }
     if depth > 0 {
@@ -487,6 +572,133 @@ mod tests {
         let (out, p) = redact(raw.as_bytes());
         assert!(p.is_clean());
         assert_eq!(out, raw.as_bytes());
+    }
+
+    /// Byte strings mixing every class the run finders care about, deterministic.
+    fn mixed_inputs() -> Vec<Vec<u8>> {
+        let alphabet: &[u8] = b"aZ09+/-_=%\\u/\"{} \n.:&~AF";
+        let mut state = 0x9E37_79B9_u32;
+        // A padded run followed at once by another run, and runs at the very ends.
+        let mut out = vec![
+            b"QmFzZTY0aGVyZQ0123456789ab==QmFzZTY0aGVyZQ0123456789ab=".to_vec(),
+            b"QmFzZTY0aGVyZQ0123456789abc".to_vec(),
+        ];
+        for len in [0usize, 1, 23, 24, 25, 64, 300, 2000] {
+            for _ in 0..40 {
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 17;
+                        state ^= state << 5;
+                        // Long base64-ish stretches as well as noise.
+                        if state % 7 < 5 {
+                            b"QmFzZTY0aGVyZQ"[(state as usize / 7) % 14]
+                        } else {
+                            alphabet[(state as usize / 7) % alphabet.len()]
+                        }
+                    })
+                    .collect();
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// What the layers looked at before they were sped up: every token run, decoded when it
+    /// holds an escape of the layer's kind; every maximal base64 run, byte by byte.
+    fn reference_runs(raw: &[u8], decode: Decoder) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < raw.len() {
+            if !is_token_byte(raw[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < raw.len() && is_token_byte(raw[i]) {
+                i += 1;
+            }
+            if decode(&raw[start..i]).is_some() {
+                out.push(start..i);
+            }
+        }
+        out
+    }
+
+    fn reference_base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < raw.len() {
+            if !is_b64(raw[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < raw.len() && is_b64(raw[i]) {
+                i += 1;
+            }
+            let mut end = i;
+            while end < raw.len() && raw[end] == b'=' && end - i < 2 {
+                end += 1;
+            }
+            if i - start >= MIN_BASE64 && plausible_base64(&raw[start..i]) {
+                out.push(start..end);
+            }
+            i = end.max(i);
+        }
+        out
+    }
+
+    #[test]
+    fn fast_run_finders_agree_with_byte_by_byte_ones() {
+        for raw in mixed_inputs() {
+            let json: Vec<_> = json_runs(&raw)
+                .into_iter()
+                .filter(|r| json_unescaped(&raw[r.clone()]).is_some())
+                .collect();
+            assert_eq!(json, reference_runs(&raw, json_unescaped), "{raw:?}");
+            let url: Vec<_> = url_runs(&raw)
+                .into_iter()
+                .filter(|r| url_decoded(&raw[r.clone()]).is_some())
+                .collect();
+            assert_eq!(url, reference_runs(&raw, url_decoded), "{raw:?}");
+            assert_eq!(base64_runs(&raw), reference_base64_runs(&raw), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn escaped_runs_are_scanned_together_but_findings_stay_inside_one() {
+        // Many escaped runs (one scan of all of them) with the secret in the last one, and a
+        // finder that would match across the newline joining two runs if allowed to.
+        let esc =
+            |s: &str| -> String { s.chars().map(|c| format!("\\u{:04x}", c as u32)).collect() };
+        let mut raw = String::new();
+        for i in 0..50 {
+            raw.push_str(&format!("\"k{i}\":\"{}\", ", esc("plain")));
+        }
+        raw.push_str(&format!("\"s\":\"{}\"", esc(&secret())));
+        let crossing = |data: &[u8]| -> Vec<Span> {
+            let mut out = finder(data);
+            // A bogus span from the end of one decoded run into the next.
+            if let Some(p) = data.iter().position(|&b| b == SEPARATOR) {
+                out.push(Span {
+                    start: p.saturating_sub(2),
+                    end: (p + 3).min(data.len()),
+                    rule: "bogus".into(),
+                });
+            }
+            out
+        };
+        let p = plan(raw.as_bytes(), &crossing, &key(), 0);
+        let found = p.findings();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "test-token");
+        assert_eq!(found[0].2, "json");
+        let out = String::from_utf8(p.apply(raw.as_bytes())).unwrap();
+        assert!(out.ends_with(&format!(
+            "\"s\":\"{}\"",
+            key().placeholder("test-token", secret().as_bytes())
+        )));
     }
 
     #[test]

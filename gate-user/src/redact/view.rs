@@ -317,6 +317,8 @@ impl Plan {
 
 /// A layer's decoder: a view of the bytes with its escapes undone, or None if it has none.
 type Decoder = fn(&[u8]) -> Option<View>;
+/// A layer's run finder: the parts of a body that hold its escapes.
+type Runs = fn(&[u8]) -> Vec<Range<usize>>;
 
 /// Between two decoded runs when they are scanned as one text.
 const SEPARATOR: u8 = b'\n';
@@ -405,7 +407,7 @@ pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -
             );
         }
     }
-    let layers: [(Decoder, fn(&[u8]) -> Vec<Range<usize>>, &'static str); 2] = [
+    let layers: [(Decoder, Runs, &'static str); 2] = [
         (json_unescaped, json_runs, "json"),
         (url_decoded, url_runs, "url"),
     ];

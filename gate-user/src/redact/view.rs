@@ -201,25 +201,41 @@ fn url_runs(raw: &[u8]) -> Vec<Range<usize>> {
 /// Shortest base64 run worth decoding (18 decoded bytes).
 const MIN_BASE64: usize = 24;
 
+/// Base64 byte classes, one bit each (0: not a base64 byte).
+const UPPER: u8 = 1;
+const LOWER: u8 = 2;
+const DIGIT: u8 = 4;
+const STD_SYM: u8 = 8;
+const URL_SYM: u8 = 16;
+
+/// The class of every byte, so a run is walked with one table load per byte.
+const B64_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'A'..=b'Z' => UPPER,
+            b'a'..=b'z' => LOWER,
+            b'0'..=b'9' => DIGIT,
+            b'+' | b'/' => STD_SYM,
+            b'-' | b'_' => URL_SYM,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
 fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+    B64_CLASS[b as usize] != 0
 }
 
 /// Encoded data mixes upper case, lower case and digits, and uses one alphabet; identifiers,
-/// paths and hex are skipped without decoding.
-fn plausible_base64(run: &[u8]) -> bool {
-    let (mut upper, mut lower, mut digit, mut std_sym, mut url_sym) =
-        (false, false, false, false, false);
-    for &b in run {
-        match b {
-            b'A'..=b'Z' => upper = true,
-            b'a'..=b'z' => lower = true,
-            b'0'..=b'9' => digit = true,
-            b'+' | b'/' => std_sym = true,
-            _ => url_sym = true,
-        }
-    }
-    upper && lower && digit && !(std_sym && url_sym)
+/// paths and hex are skipped without decoding. `classes` is the union of the run's classes.
+fn plausible_base64(classes: u8) -> bool {
+    let needed = UPPER | LOWER | DIGIT;
+    classes & needed == needed && classes & (STD_SYM | URL_SYM) != (STD_SYM | URL_SYM)
 }
 
 /// Maximal base64 runs (standard or URL-safe alphabet, optional `=` padding) of useful length.
@@ -230,23 +246,34 @@ pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
     let mut i = 0;
     while i + MIN_BASE64 <= raw.len() {
         let probe = i + MIN_BASE64 - 1;
-        if !is_b64(raw[probe]) {
+        let mut classes = B64_CLASS[raw[probe] as usize];
+        if classes == 0 {
             i = probe + 1;
             continue;
         }
         let mut start = probe;
-        while start > i && is_b64(raw[start - 1]) {
+        while start > i {
+            let c = B64_CLASS[raw[start - 1] as usize];
+            if c == 0 {
+                break;
+            }
+            classes |= c;
             start -= 1;
         }
         let mut stop = probe + 1;
-        while stop < raw.len() && is_b64(raw[stop]) {
+        while stop < raw.len() {
+            let c = B64_CLASS[raw[stop] as usize];
+            if c == 0 {
+                break;
+            }
+            classes |= c;
             stop += 1;
         }
         let mut end = stop;
         while end < raw.len() && raw[end] == b'=' && end - stop < 2 {
             end += 1;
         }
-        if stop - start >= MIN_BASE64 && plausible_base64(&raw[start..stop]) {
+        if stop - start >= MIN_BASE64 && plausible_base64(classes) {
             out.push(start..end);
         }
         i = end;
@@ -312,6 +339,25 @@ impl Plan {
     /// The body with every secret replaced by its placeholder.
     pub fn apply(&self, raw: &[u8]) -> Vec<u8> {
         super::apply_edits(raw, &self.edits)
+    }
+
+    /// Replaces `range` (holding `value`, as the layer decoded it) with its placeholder.
+    pub fn add(
+        &mut self,
+        key: &RedactionKey,
+        range: Range<usize>,
+        value: &[u8],
+        rule: &str,
+        layer: &'static str,
+    ) {
+        let ph = key.placeholder(rule, value);
+        self.values.push((ph.clone(), value.to_vec()));
+        self.edits.push(Edit {
+            range,
+            replacement: ph.clone().into_bytes(),
+            findings: vec![(rule.to_string(), ph)],
+            layer,
+        });
     }
 }
 
@@ -385,28 +431,22 @@ fn find_in_views(views: &[(Range<usize>, View)], finder: &dyn Finder) -> Vec<(us
 /// Finds every secret in `raw` through all layers (base64 nested up to `depth`).
 pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -> Plan {
     let mut plan = Plan::default();
-    let add =
-        |plan: &mut Plan, range: Range<usize>, value: &[u8], rule: &str, layer: &'static str| {
-            let ph = key.placeholder(rule, value);
-            plan.values.push((ph.clone(), value.to_vec()));
-            plan.edits.push(Edit {
-                range,
-                replacement: ph.clone().into_bytes(),
-                findings: vec![(rule.to_string(), ph)],
-                layer,
-            });
-        };
     for s in finder.find(raw) {
         if s.start < s.end && s.end <= raw.len() {
-            add(
-                &mut plan,
-                s.start..s.end,
-                &raw[s.start..s.end],
-                &s.rule,
-                "raw",
-            );
+            plan.add(key, s.start..s.end, &raw[s.start..s.end], &s.rule, "raw");
         }
     }
+    let more = layers(raw, finder, key, depth);
+    plan.edits.extend(more.edits);
+    plan.values.extend(more.values);
+    plan
+}
+
+/// The secrets only the decoding layers see (JSON escapes, URL encoding, base64 up to
+/// `depth`), not the raw bytes' own: every layer works inside runs of token or base64 bytes,
+/// so `raw` may be any part of a body that begins and ends between such runs.
+pub fn layers(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -> Plan {
+    let mut plan = Plan::default();
     let layers: [(Decoder, Runs, &'static str); 2] = [
         (json_unescaped, json_runs, "json"),
         (url_decoded, url_runs, "url"),
@@ -418,12 +458,11 @@ pub fn plan(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize) -
             .collect();
         for (part, s) in find_in_views(&views, finder) {
             let (region, view) = &views[part];
-            let value = view.text[s.start..s.end].to_vec();
             let r = view.raw_range(s.start..s.end);
-            add(
-                &mut plan,
+            plan.add(
+                key,
                 r.start + region.start..r.end + region.start,
-                &value,
+                &view.text[s.start..s.end],
                 &s.rule,
                 layer,
             );
@@ -627,6 +666,21 @@ mod tests {
         out
     }
 
+    fn reference_plausible(run: &[u8]) -> bool {
+        let (mut upper, mut lower, mut digit, mut std_sym, mut url_sym) =
+            (false, false, false, false, false);
+        for &b in run {
+            match b {
+                b'A'..=b'Z' => upper = true,
+                b'a'..=b'z' => lower = true,
+                b'0'..=b'9' => digit = true,
+                b'+' | b'/' => std_sym = true,
+                _ => url_sym = true,
+            }
+        }
+        upper && lower && digit && !(std_sym && url_sym)
+    }
+
     fn reference_base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
         let mut out = Vec::new();
         let mut i = 0;
@@ -643,7 +697,7 @@ mod tests {
             while end < raw.len() && raw[end] == b'=' && end - i < 2 {
                 end += 1;
             }
-            if i - start >= MIN_BASE64 && plausible_base64(&raw[start..i]) {
+            if i - start >= MIN_BASE64 && reference_plausible(&raw[start..i]) {
                 out.push(start..end);
             }
             i = end.max(i);

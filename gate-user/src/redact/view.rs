@@ -227,10 +227,6 @@ const B64_CLASS: [u8; 256] = {
     t
 };
 
-fn is_b64(b: u8) -> bool {
-    B64_CLASS[b as usize] != 0
-}
-
 /// Encoded data mixes upper case, lower case and digits, and uses one alphabet; identifiers,
 /// paths and hex are skipped without decoding. `classes` is the union of the run's classes.
 fn plausible_base64(classes: u8) -> bool {
@@ -664,6 +660,10 @@ mod tests {
             }
         }
         out
+    }
+
+    fn is_b64(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
     }
 
     fn reference_plausible(run: &[u8]) -> bool {

@@ -215,6 +215,8 @@ impl Options {
 
 struct Shared {
     requests: AtomicU64,
+    /// Body bytes the `/digest` route has received so far, counted as they arrive.
+    digested: AtomicU64,
     recorded: std::sync::Mutex<Vec<Recorded>>,
     sse: tokio::sync::Notify,
     git_root: Option<PathBuf>,
@@ -277,6 +279,7 @@ impl Upstream {
             .expect("upstream runtime");
         let shared = Arc::new(Shared {
             requests: AtomicU64::new(0),
+            digested: AtomicU64::new(0),
             recorded: std::sync::Mutex::new(Vec::new()),
             sse: tokio::sync::Notify::new(),
             git_root: opts.git_root.clone(),
@@ -330,6 +333,12 @@ impl Upstream {
     /// How many requests the upstream has answered.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes the `/digest` route has received, counted as they arrive (so a test can see
+    /// a body reach the upstream before its client has finished sending it).
+    pub fn digested(&self) -> u64 {
+        self.shared.digested.load(Ordering::SeqCst)
     }
 
     /// Every request the `/record` route received, in order.
@@ -459,6 +468,7 @@ async fn route(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
                 Ok(f) => {
                     if let Some(d) = f.data_ref() {
                         n += d.len() as u64;
+                        sh.digested.fetch_add(d.len() as u64, Ordering::SeqCst);
                         h.update(d);
                     }
                 }

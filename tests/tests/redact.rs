@@ -388,3 +388,164 @@ fn a_full_audit_disk_refuses_requests_and_forwards_nothing() {
         "nothing is forwarded while the log cannot be written"
     );
 }
+
+/// Plain text rows (separators every few bytes, nothing secret), `len` bytes.
+fn large_text(len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 64);
+    let mut i = 0u64;
+    while v.len() < len {
+        v.extend_from_slice(
+            format!("row {i:08}: the quick brown fox jumps over the lazy dog\n").as_bytes(),
+        );
+        i += 1;
+    }
+    v.truncate(len);
+    v
+}
+
+/// Above gate's streaming threshold (16 MiB).
+const LARGE: usize = 20 << 20;
+
+/// POSTs `body` to `path` through gate's forward proxy by hand (h1 over TLS in a CONNECT
+/// tunnel), calling `between` after the first `split` bytes; returns the whole response.
+fn post_in_two_parts(
+    gate: &Served,
+    up: &Upstream,
+    path: &str,
+    body: &[u8],
+    split: usize,
+    between: impl FnOnce(),
+) -> String {
+    use std::io::{Read, Write};
+    let fwd = gate.fwd.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(fwd).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let authority = format!("api.test:{}", up.port());
+    write!(
+        tcp,
+        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tcp.read(&mut b).unwrap(), 1, "proxy closed the tunnel");
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    let mut roots = rustls::RootCertStore::empty();
+    {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        roots
+            .add(CertificateDer::from_pem_file(gate.ca_cert()).unwrap())
+            .unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("api.test").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\n\
+         Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    tls.write_all(&body[..split]).unwrap();
+    tls.flush().unwrap();
+    between();
+    tls.write_all(&body[split..]).unwrap();
+    tls.flush().unwrap();
+    let mut resp = Vec::new();
+    let _ = tls.read_to_end(&mut resp);
+    String::from_utf8_lossy(&resp).into_owned()
+}
+
+#[test]
+fn a_large_upload_reaches_the_upstream_while_it_is_still_being_sent() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
+    let body = large_text(LARGE);
+    let split = 18 << 20;
+    let resp = post_in_two_parts(&gate, &up, "/digest", &body, split, || {
+        // Checked parts go on before the rest of the body exists; a gate that held the body
+        // whole would forward nothing yet.
+        for _ in 0..300 {
+            if up.digested() >= 8 << 20 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "only {} bytes reached the upstream after {split} were sent",
+            up.digested()
+        );
+    });
+    let want = format!(
+        "len={} fnv={:016x}",
+        body.len(),
+        gate_tests::upstream::fnv64(&body)
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with(&want), "{resp}");
+}
+
+#[test]
+fn a_secret_in_a_streamed_upload_is_refused_before_it_leaves() {
+    for mode in ["block", "redact"] {
+        let (_d, ca, up) = setup();
+        let gate = Served::start(&["api.test"], mode, &ca, &up, &[]);
+        let mut body = large_text(LARGE);
+        let at = 18 << 20;
+        // Hidden behind a JSON escape, so only the decoding layer sees it.
+        let key = aws_key();
+        let hidden = format!(" \"\\u0041{}\" ", &key[1..]);
+        body[at..at + hidden.len()].copy_from_slice(hidden.as_bytes());
+        let out = gate.curl(
+            "api.test",
+            "/digest",
+            Some(&body),
+            &["--http1.1", "-w", "\n%{http_code}"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.ends_with("403"), "{mode}: {text}");
+        assert!(text.contains("aws-access-key-id"), "{mode}: {text}");
+        assert!(!text.contains(&key));
+        let reached = up.digested();
+        assert!(
+            reached < at as u64,
+            "{mode}: {reached} bytes reached the upstream, the secret starts at {at}"
+        );
+        let audit = gate.audit_text();
+        assert!(audit.contains("aws-access-key-id"), "{mode}");
+        assert!(!audit.contains(&key));
+    }
+}
+
+#[test]
+fn audit_mode_streams_a_large_upload_unchanged_and_records_its_secret() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start(&["api.test"], "audit", &ca, &up, &[]);
+    let mut body = large_text(LARGE);
+    let key = aws_key();
+    let at = 5 << 20;
+    body[at..at + key.len() + 2].copy_from_slice(format!(" {key} ").as_bytes());
+    let out = gate.curl("api.test", "/digest", Some(&body), &["--http2"]);
+    let want = format!(
+        "len={} fnv={:016x}",
+        body.len(),
+        gate_tests::upstream::fnv64(&body)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    let audit = gate.audit_text();
+    assert!(audit.contains("\"decision\":\"audit\"") && audit.contains("aws-access-key-id"));
+    assert!(!audit.contains(&key));
+}

@@ -5,6 +5,7 @@
 //! in git's own protocol. Every failure refuses the request: nothing is forwarded unscanned.
 pub mod cached;
 pub mod provider;
+mod stream;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -562,6 +563,34 @@ impl Inspector for Guard {
             info.path_and_query.split('?').next().unwrap_or(""),
             content_type.as_deref(),
         );
+        let length = head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = length.filter(|&n| n > self.inner.max_body) {
+            return Err(Refusal::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body of {n} bytes is larger than scan.max_body_bytes ({}); raise \
+                     it in the config to allow it",
+                    self.inner.max_body
+                ),
+            ));
+        }
+        let identity = content_encoding
+            .as_deref()
+            .is_none_or(|c| c.trim().is_empty() || c.trim().eq_ignore_ascii_case("identity"));
+        if let Some(n) = length.filter(|&n| n >= stream::STREAM_MIN && identity && !push) {
+            return Ok(RequestPlan {
+                body: Some(Box::new(stream::StreamingBody::new(
+                    self.inner.clone(),
+                    info.clone(),
+                    n,
+                ))),
+                settle_before_forwarding: false,
+            });
+        }
         let body = BodyGuard {
             guard: self.inner.clone(),
             info: info.clone(),

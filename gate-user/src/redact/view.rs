@@ -158,6 +158,11 @@ fn is_token_byte(b: u8) -> bool {
         )
 }
 
+/// A byte no decoding layer's run can contain: a body cut just after one is cut between runs.
+pub fn between_runs(b: u8) -> bool {
+    !is_token_byte(b)
+}
+
 /// The maximal run of token bytes around each hit (hits in order), each run once. The JSON and
 /// URL layers decode only these runs, found from their escapes with memchr, so a large body
 /// costs one vectorised pass plus the few runs that matter.

@@ -1,0 +1,307 @@
+//! Large uploads checked as they pass: a body of at least [`STREAM_MIN`] bytes (by its
+//! Content-Length, sent without a content coding, not a git push) is forwarded as soon as each
+//! part of it is known clean, instead of being held whole, so receiving, scanning and sending
+//! overlap. The raw bytes go through the scanner's streaming API (exact at any chunk boundary);
+//! the decoding layers (JSON escapes, URL encoding, base64) see each stretch that ends between
+//! runs of token bytes, where no layer can reach across. Nothing is forwarded past the point
+//! both have settled, so no byte of a secret ever leaves.
+//!
+//! The body keeps its Content-Length, so it is never rewritten: a secret in it refuses the
+//! request in block and redact mode alike (the upstream sees an unfinished request, the agent
+//! a 403 while the upstream has not answered) and is recorded in audit mode.
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use gate_scan::StreamScanner;
+use http::StatusCode;
+
+use super::{BASE64_DEPTH, Inner};
+use crate::config::Mode;
+use crate::proxy::inspect::{BodyInspector, Refusal, RequestInfo};
+use crate::redact::view::{self, Plan};
+
+/// Bodies at least this large stream through the check instead of being held whole. Below
+/// it (LLM requests, ordinary API calls) bodies are settled first, so a secret can be
+/// redacted (the length changes) or refused with a clean 403.
+pub const STREAM_MIN: u64 = 16 << 20;
+
+/// A request body checked as it streams; see the module docs.
+pub(super) struct StreamingBody {
+    guard: Arc<Inner>,
+    info: RequestInfo,
+    raw: StreamScanner,
+    /// Bytes not forwarded yet; `buf[0]` is body offset `sent`.
+    buf: BytesMut,
+    sent: usize,
+    received: usize,
+    /// The decoding layers have looked at every byte before this offset.
+    layered: usize,
+    /// Findings recorded so far (audit mode goes on after them).
+    found: usize,
+}
+
+impl StreamingBody {
+    pub(super) fn new(guard: Arc<Inner>, info: RequestInfo, length: u64) -> Self {
+        let raw = guard.scanner.stream();
+        let capacity = usize::try_from(length.min(STREAM_MIN)).unwrap_or(0);
+        Self {
+            guard,
+            info,
+            raw,
+            buf: BytesMut::with_capacity(capacity),
+            sent: 0,
+            received: 0,
+            layered: 0,
+            found: 0,
+        }
+    }
+
+    /// Takes `new` (the body's next bytes; `last` when it has ended) and returns the bytes
+    /// now known clean, or refuses.
+    fn step(&mut self, new: &[u8], last: bool) -> Result<Bytes, Refusal> {
+        let g = self.guard.clone();
+        self.received += new.len();
+        if self.received as u64 > g.max_body {
+            return Err(Refusal::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body longer than scan.max_body_bytes",
+            ));
+        }
+        g.scanned.fetch_add(new.len() as u64, Ordering::Relaxed);
+        self.buf.extend_from_slice(new);
+
+        let mut plan = Plan::default();
+        let mut raw = self.raw.push(new);
+        if last {
+            raw.extend(self.raw.finish());
+        }
+        for f in raw {
+            // Findings never touch bytes before the last settled offset, and nothing past
+            // that was forwarded, so the value is still here.
+            let (Some(a), Some(b)) = (f.start.checked_sub(self.sent), f.end.checked_sub(self.sent))
+            else {
+                return Err(internal("a finding before the forwarded part"));
+            };
+            let Some(value) = self.buf.get(a..b) else {
+                return Err(internal("a finding past the received part"));
+            };
+            let rule = crate::redact::sanitize_rule(&f.rule_id);
+            plan.add(&g.key, f.start..f.end, value, &rule, "raw");
+        }
+
+        // The decoding layers, up to just after the last byte no run can cross. Bytes before
+        // `new` and after `layered` hold no such byte (or `layered` would be past them), so
+        // only the new bytes are searched.
+        let from = self.layered - self.sent;
+        let fresh = self.buf.len() - new.len();
+        let upto = if last {
+            Some(self.buf.len())
+        } else {
+            new.iter()
+                .rposition(|&b| view::between_runs(b))
+                .map(|p| fresh + p + 1)
+        };
+        if let Some(upto) = upto.filter(|&u| u > from) {
+            let more = view::layers(&self.buf[from..upto], &g.finder(), &g.key, BASE64_DEPTH);
+            plan.edits.extend(more.edits);
+            plan.values.extend(more.values);
+            self.layered = self.sent + upto;
+        }
+
+        if !plan.is_clean() {
+            let records = super::records(&plan);
+            self.found += records.len();
+            g.record_findings(&self.info, "body", &records)?;
+            match g.mode {
+                Mode::Audit => {}
+                Mode::Block | Mode::Redact => {
+                    let mut rules: Vec<String> = records.into_iter().map(|r| r.0).collect();
+                    rules.sort();
+                    rules.dedup();
+                    return Err(Refusal::forbidden(format!(
+                        "gate blocked this request: secret(s) ({}) in a request body of at \
+                         least {} MiB. Bodies this large are checked as they stream and keep \
+                         their length, so a secret refuses them instead of being redacted. \
+                         Remove the secret and send it again",
+                        rules.join(", "),
+                        STREAM_MIN >> 20
+                    )));
+                }
+            }
+        }
+
+        let safe = if last {
+            self.received
+        } else {
+            self.raw.settled().min(self.layered)
+        };
+        let n = safe.saturating_sub(self.sent);
+        self.sent += n;
+        Ok(self.buf.split_to(n).freeze())
+    }
+}
+
+fn internal(why: &str) -> Refusal {
+    Refusal::with_status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("gate could not check this body ({why}), so it is refused"),
+    )
+}
+
+impl BodyInspector for StreamingBody {
+    fn chunk(&mut self, chunk: Bytes) -> Result<Bytes, Refusal> {
+        self.step(&chunk, false)
+    }
+
+    fn finish(&mut self) -> Result<Bytes, Refusal> {
+        self.step(&[], true)
+    }
+}
+
+impl Drop for StreamingBody {
+    fn drop(&mut self) {
+        tracing::debug!(
+            "streamed body to {}: {} bytes received, {} forwarded, {} finding(s)",
+            self.info.host,
+            self.received,
+            self.sent,
+            self.found
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditLog;
+    use crate::guard::Guard;
+    use crate::redact::RedactionKey;
+    use base64::Engine as _;
+    use gate_scan::{ScanConfig, Scanner};
+
+    fn guard(mode: Mode, dir: &std::path::Path) -> Guard {
+        let scanner = Scanner::new(ScanConfig::builtin().unwrap()).unwrap();
+        let audit = AuditLog::open(dir, "test").unwrap();
+        Guard::new(
+            Arc::new(scanner),
+            RedactionKey::from_bytes([9; 32]),
+            mode,
+            Arc::new(audit),
+            64 << 20,
+        )
+    }
+
+    fn body_for(g: &Guard) -> StreamingBody {
+        let info = RequestInfo {
+            host: "api.test".into(),
+            port: 443,
+            scheme: "https",
+            method: http::Method::POST,
+            path_and_query: "/upload".into(),
+            client: Default::default(),
+        };
+        StreamingBody::new(g.inner.clone(), info, 1 << 20)
+    }
+
+    /// Text rows, a long unbroken run, a base64 blob and JSON escapes: nothing secret.
+    fn clean_body() -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..500 {
+            v.extend_from_slice(
+                format!("row {i:06}: {{\"text\":\"caf\\u00e9 \\/ x\"}}\n").as_bytes(),
+            );
+        }
+        v.extend(std::iter::repeat_n(b'y', 20_000));
+        v.push(b'\n');
+        let blob: Vec<u8> = (0..6_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        v.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(blob)
+                .as_bytes(),
+        );
+        v.extend_from_slice(b" tail\n");
+        v
+    }
+
+    /// Feeds `body` in `size`-byte chunks; returns what came out and the first refusal.
+    fn run(s: &mut StreamingBody, body: &[u8], size: usize) -> (Vec<u8>, Option<Refusal>) {
+        let mut out = Vec::new();
+        for c in body.chunks(size) {
+            match s.chunk(Bytes::copy_from_slice(c)) {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(r) => return (out, Some(r)),
+            }
+        }
+        match s.finish() {
+            Ok(b) => out.extend_from_slice(&b),
+            Err(r) => return (out, Some(r)),
+        }
+        (out, None)
+    }
+
+    #[test]
+    fn a_clean_body_comes_out_unchanged_at_any_chunking_and_before_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(Mode::Block, dir.path());
+        let body = clean_body();
+        for size in [1, 7, 100, 4096, 65536] {
+            let mut s = body_for(&g);
+            let mut early = 0;
+            for c in body.chunks(size) {
+                early += s.chunk(Bytes::copy_from_slice(c)).unwrap().len();
+            }
+            let rest = s.finish().unwrap();
+            assert_eq!(early + rest.len(), body.len(), "chunks of {size}");
+            assert!(
+                early > body.len() / 2,
+                "chunks of {size}: only {early} early"
+            );
+            let (out, refused) = run(&mut body_for(&g), &body, size);
+            assert!(refused.is_none());
+            assert!(out == body, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn a_secret_is_refused_before_any_byte_of_it_is_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("aws key: {key}\n"));
+        let carriers = [
+            format!(" {key} "),
+            format!(" \"\\u0041{}\" ", &key[1..]),
+            format!(" key%3D{}%20 ", &key),
+            format!(" {b64} "),
+        ];
+        for mode in [Mode::Block, Mode::Redact] {
+            let g = guard(mode, dir.path());
+            for carrier in &carriers {
+                let mut body = clean_body();
+                let at = body.len() / 3;
+                body.splice(at..at, carrier.bytes());
+                for size in [1, 13, 4096, 65536] {
+                    let (out, refused) = run(&mut body_for(&g), &body, size);
+                    let r = refused.unwrap_or_else(|| panic!("{carrier:?} in chunks of {size}"));
+                    assert_eq!(r.status, StatusCode::FORBIDDEN);
+                    assert!(r.reason.contains("aws-access-key-id"), "{}", r.reason);
+                    assert!(out.len() <= at, "{carrier:?}: {} bytes out", out.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn audit_mode_passes_everything_and_counts_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(Mode::Audit, dir.path());
+        let mut body = clean_body();
+        let key = format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH");
+        body.extend_from_slice(format!(" {key} ").as_bytes());
+        let mut s = body_for(&g);
+        let (out, refused) = run(&mut s, &body, 4096);
+        assert!(refused.is_none());
+        assert!(out == body);
+        assert_eq!(s.found, 1);
+    }
+}

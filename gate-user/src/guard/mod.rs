@@ -399,12 +399,17 @@ impl Inner {
             )
         })?;
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        let decoded = encoding::decode(&raw, &codings, limit).map_err(|e| {
-            Refusal::with_status(
-                StatusCode::BAD_REQUEST,
-                format!("gate cannot scan this body: {e}"),
-            )
-        })?;
+        // Without a content coding the body is scanned where it lies (no copy).
+        let decoded: std::borrow::Cow<'_, [u8]> = if codings.is_empty() {
+            std::borrow::Cow::Borrowed(&raw)
+        } else {
+            std::borrow::Cow::Owned(encoding::decode(&raw, &codings, limit).map_err(|e| {
+                Refusal::with_status(
+                    StatusCode::BAD_REQUEST,
+                    format!("gate cannot scan this body: {e}"),
+                )
+            })?)
+        };
         let plan = self.plan(&decoded);
         if plan.is_clean() {
             return Ok(Bytes::from(raw));
@@ -596,7 +601,11 @@ impl Inspector for Guard {
             info: info.clone(),
             content_encoding,
             push,
-            buf: Vec::new(),
+            // Room for the whole body at once when its length is known, so collecting it
+            // never copies it again (at most STREAM_MIN up front: a length is only a claim).
+            buf: Vec::with_capacity(length.map_or(0, |n| {
+                usize::try_from(n.min(stream::STREAM_MIN)).unwrap_or(0)
+            })),
         };
         Ok(RequestPlan {
             body: Some(Box::new(body)),

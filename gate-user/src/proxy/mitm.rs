@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -471,7 +471,9 @@ impl Proxy {
     ) -> Result<Bytes, ProxyError> {
         let cap = self.settings.max_body_bytes;
         let mut seen: u64 = 0;
-        let mut out = BytesMut::new();
+        // What the inspector released, in order; one piece (the usual case) is passed on
+        // without copying it.
+        let mut out: Vec<Bytes> = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ProxyError::ClientIo(format!("request body: {e}")))?;
             if let Ok(data) = frame.into_data() {
@@ -487,12 +489,20 @@ impl Proxy {
                     });
                 }
                 let o = insp.chunk(data)?;
-                out.extend_from_slice(&o);
+                if !o.is_empty() {
+                    out.push(o);
+                }
             }
         }
         let o = insp.finish()?;
-        out.extend_from_slice(&o);
-        Ok(out.freeze())
+        if !o.is_empty() {
+            out.push(o);
+        }
+        Ok(match out.len() {
+            0 => Bytes::new(),
+            1 => out.swap_remove(0),
+            _ => Bytes::from(out.concat()),
+        })
     }
 }
 

@@ -411,6 +411,12 @@ async fn route(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
             .collect();
+        // `enc=gzip|deflate|br|zstd`: the echo comes back compressed that way.
+        let coding = uri
+            .split("enc=")
+            .nth(1)
+            .and_then(|v| v.split('&').next())
+            .map(str::to_string);
         let sse: Option<usize> = uri
             .split("sse=")
             .nth(1)
@@ -454,7 +460,21 @@ async fn route(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
                 );
                 r
             }
-            _ => Response::new(full(body)),
+            _ => match coding {
+                Some(name) => {
+                    let codings =
+                        gate::redact::encoding::parse(Some(&name)).expect("a known coding");
+                    let enc =
+                        gate::redact::encoding::encode(&body, &codings).expect("compress the echo");
+                    let mut r = Response::new(full(enc));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_ENCODING,
+                        http::HeaderValue::from_str(&name).expect("coding name"),
+                    );
+                    r
+                }
+                None => Response::new(full(body)),
+            },
         }
     } else if path.ends_with("/echo") {
         let body = req.into_body().map_err(|e| Box::new(e) as BoxError).boxed();

@@ -302,6 +302,40 @@ fn placeholders_are_restored_across_a_split_sse_stream() {
 }
 
 #[test]
+fn placeholders_are_restored_in_compressed_responses() {
+    let (_d, ca, up) = setup();
+    let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
+    let key = aws_key();
+    // Long enough that the compressed echo arrives in several pieces.
+    let filler = "the quick brown fox jumps over the lazy dog. ".repeat(4000);
+    let body = format!("{{\"a\":\"{filler}\",\"echo\":\"{key}\",\"b\":\"{filler}\"}}");
+    for coding in ["gzip", "deflate", "br", "zstd"] {
+        // The upstream compresses although gate asked for identity; the agent (curl without
+        // --compressed) gets the plain body back, its own value restored.
+        let out = gate.curl(
+            "api.test",
+            &format!("/record?enc={coding}"),
+            Some(body.as_bytes()),
+            &["-D", "-"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // The last header block (the first is the proxy's answer to CONNECT).
+        let (heads, got) = text.rsplit_once("\r\n\r\n").unwrap();
+        let head = heads.rsplit("\r\n\r\n").next().unwrap();
+        assert!(head.starts_with("HTTP/"), "{coding}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("content-encoding"),
+            "{coding}: {head}"
+        );
+        assert!(got == body, "{coding}: the agent sees its own value again");
+        assert!(
+            !contains(&last(&up).body, &key),
+            "{coding}: the upstream only saw the placeholder"
+        );
+    }
+}
+
+#[test]
 fn a_zip_bomb_is_refused_and_nothing_is_forwarded() {
     let (_d, ca, up) = setup();
     let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);

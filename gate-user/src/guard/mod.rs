@@ -621,14 +621,24 @@ impl Inspector for Guard {
         if self.inner.mode != Mode::Redact || self.inner.vault.is_empty() {
             return Ok(None);
         }
-        let encoded = head
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity") && !v.trim().is_empty());
-        if encoded {
-            // The upstream compressed despite Accept-Encoding: identity; placeholders stay.
-            return Ok(None);
+        // An upstream that compresses despite Accept-Encoding: identity: decoded as it
+        // streams (bounded), restored, and passed on uncompressed.
+        let codings = encoding::parse(
+            head.headers
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let decoder = match codings {
+            Ok(c) if c.is_empty() => None,
+            Ok(c) => Some(encoding::StreamDecoder::new(
+                &c,
+                usize::try_from(self.inner.max_body).unwrap_or(usize::MAX),
+            )),
+            // A coding gate cannot undo: passed as it is (placeholders stay in it).
+            Err(_) => return Ok(None),
+        };
+        if decoder.is_some() {
+            head.headers.remove(header::CONTENT_ENCODING);
         }
         let ct = head
             .headers
@@ -637,10 +647,10 @@ impl Inspector for Guard {
         let escape = Escape::for_content_type(ct);
         // Restoring changes the length.
         head.headers.remove(header::CONTENT_LENGTH);
-        Ok(Some(Box::new(RestoreBody(Restorer::new(
-            self.inner.vault.clone(),
-            escape,
-        )))))
+        Ok(Some(Box::new(RestoreBody {
+            decoder,
+            restorer: Restorer::new(self.inner.vault.clone(), escape),
+        })))
     }
 
     fn scrub_path(&self, path: &str) -> String {
@@ -674,15 +684,35 @@ impl BodyInspector for BodyGuard {
     }
 }
 
-/// Restores placeholders in a response, chunk by chunk.
-struct RestoreBody(Restorer);
+/// Restores placeholders in a response, chunk by chunk (decoding it first if the upstream
+/// compressed it).
+struct RestoreBody {
+    decoder: Option<encoding::StreamDecoder>,
+    restorer: Restorer,
+}
+
+fn undecodable(e: encoding::DecodeError) -> Refusal {
+    Refusal::with_status(
+        StatusCode::BAD_GATEWAY,
+        format!("gate could not decode the response to restore placeholders: {e}"),
+    )
+}
 
 impl BodyInspector for RestoreBody {
     fn chunk(&mut self, chunk: Bytes) -> Result<Bytes, Refusal> {
-        Ok(Bytes::from(self.0.push(&chunk)))
+        let plain = match &mut self.decoder {
+            Some(d) => std::borrow::Cow::Owned(d.push(&chunk).map_err(undecodable)?),
+            None => std::borrow::Cow::Borrowed(&chunk[..]),
+        };
+        Ok(Bytes::from(self.restorer.push(&plain)))
     }
 
     fn finish(&mut self) -> Result<Bytes, Refusal> {
-        Ok(Bytes::from(self.0.finish()))
+        let mut out = match &mut self.decoder {
+            Some(d) => self.restorer.push(&d.finish().map_err(undecodable)?),
+            None => Vec::new(),
+        };
+        out.extend(self.restorer.finish());
+        Ok(Bytes::from(out))
     }
 }

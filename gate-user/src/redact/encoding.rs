@@ -125,6 +125,141 @@ pub fn encode(body: &[u8], codings: &[Coding]) -> Result<Vec<u8>, DecodeError> {
     Ok(data)
 }
 
+/// Where a write-side decoder puts what it decodes, for [`StreamDecoder`] to take.
+#[derive(Clone, Default)]
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Sink {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Decoder {
+    Gzip(flate2::write::MultiGzDecoder<Sink>),
+    Zlib(flate2::write::ZlibDecoder<Sink>),
+    Br(Box<brotli::DecompressorWriter<Sink>>),
+    /// zstd and stacked codings: collected (bounded) and decoded at the end.
+    Whole(Vec<u8>, Vec<Coding>),
+}
+
+/// Decodes a response body chunk by chunk (gzip, deflate and br as they stream; zstd and
+/// stacked codings whole at the end), never producing more than `limit` bytes in all.
+pub struct StreamDecoder {
+    decoder: Decoder,
+    sink: Sink,
+    limit: usize,
+    produced: usize,
+}
+
+impl StreamDecoder {
+    pub fn new(codings: &[Coding], limit: usize) -> Self {
+        let sink = Sink::default();
+        let decoder = match codings {
+            [Coding::Gzip] => Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink.clone())),
+            [Coding::Deflate] => Decoder::Zlib(flate2::write::ZlibDecoder::new(sink.clone())),
+            [Coding::Br] => Decoder::Br(Box::new(brotli::DecompressorWriter::new(
+                sink.clone(),
+                64 * 1024,
+            ))),
+            other => Decoder::Whole(Vec::new(), other.to_vec()),
+        };
+        Self {
+            decoder,
+            sink,
+            limit,
+            produced: 0,
+        }
+    }
+
+    fn coding(&self) -> Coding {
+        match &self.decoder {
+            Decoder::Gzip(_) => Coding::Gzip,
+            Decoder::Zlib(_) => Coding::Deflate,
+            Decoder::Br(_) => Coding::Br,
+            Decoder::Whole(_, c) => c.first().copied().unwrap_or(Coding::Zstd),
+        }
+    }
+
+    fn out(&mut self, data: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
+        self.produced += data.len();
+        if self.produced > self.limit {
+            return Err(DecodeError::TooLarge {
+                coding: self.coding(),
+                limit: self.limit,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Takes the next encoded bytes; returns what they decode to so far.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        let coding = self.coding();
+        let corrupt = |e: std::io::Error| DecodeError::Corrupt {
+            coding,
+            why: e.to_string(),
+        };
+        match &mut self.decoder {
+            Decoder::Gzip(d) => d.write_all(chunk).map_err(corrupt)?,
+            Decoder::Zlib(d) => d.write_all(chunk).map_err(corrupt)?,
+            Decoder::Br(d) => d.write_all(chunk).map_err(corrupt)?,
+            Decoder::Whole(buf, _) => {
+                if buf.len() + chunk.len() > self.limit {
+                    return Err(DecodeError::TooLarge {
+                        coding,
+                        limit: self.limit,
+                    });
+                }
+                buf.extend_from_slice(chunk);
+            }
+        }
+        let data = self.sink.take();
+        self.out(data)
+    }
+
+    /// The body ended: the rest of the decoded bytes, or an error if it was cut short.
+    pub fn finish(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let coding = self.coding();
+        let corrupt = |e: std::io::Error| DecodeError::Corrupt {
+            coding,
+            why: e.to_string(),
+        };
+        let data = match &mut self.decoder {
+            Decoder::Gzip(d) => {
+                d.try_finish().map_err(corrupt)?;
+                self.sink.take()
+            }
+            Decoder::Zlib(d) => {
+                d.try_finish().map_err(corrupt)?;
+                self.sink.take()
+            }
+            Decoder::Br(d) => {
+                d.close().map_err(corrupt)?;
+                self.sink.take()
+            }
+            Decoder::Whole(buf, codings) => {
+                let codings = codings.clone();
+                let limit = self.limit - self.produced.min(self.limit);
+                decode(&std::mem::take(buf), &codings, limit)?
+            }
+        };
+        self.out(data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +329,47 @@ mod tests {
             parse(Some("gzip, br")).unwrap(),
             vec![Coding::Gzip, Coding::Br]
         );
+    }
+
+    #[test]
+    fn stream_decoder_matches_whole_decoding_at_any_chunking() {
+        let plain: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {i} of a response\n").into_bytes())
+            .take(300_000)
+            .collect();
+        for codings in [
+            vec![Coding::Gzip],
+            vec![Coding::Deflate],
+            vec![Coding::Br],
+            vec![Coding::Zstd],
+            vec![Coding::Gzip, Coding::Br],
+        ] {
+            let enc = encode(&plain, &codings).unwrap();
+            for size in [1, 100, 4096, 1 << 20] {
+                let mut d = StreamDecoder::new(&codings, 1 << 20);
+                let mut out = Vec::new();
+                for c in enc.chunks(size) {
+                    out.extend(d.push(c).unwrap());
+                }
+                out.extend(d.finish().unwrap());
+                assert!(out == plain, "{codings:?} in chunks of {size}");
+            }
+            // A bomb: the same body with too small a limit.
+            let mut d = StreamDecoder::new(&codings, 1000);
+            let r = enc
+                .chunks(4096)
+                .try_for_each(|c| d.push(c).map(drop))
+                .and_then(|()| d.finish().map(drop));
+            assert!(
+                matches!(r, Err(DecodeError::TooLarge { .. })),
+                "{codings:?}"
+            );
+            // Cut short: an error at the end, never a silent truncation.
+            let mut d = StreamDecoder::new(&codings, 1 << 20);
+            let r = d
+                .push(&enc[..enc.len() / 2])
+                .and_then(|_| d.finish().map(drop));
+            assert!(r.is_err(), "{codings:?} cut short");
+        }
     }
 }

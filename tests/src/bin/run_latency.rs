@@ -22,10 +22,6 @@ use gate_tests::netns::TestHost;
 use gate_tests::upstream::{Alpn, Options, TestCa, Upstream};
 
 #[path = "../../../gate-scan/benches/corpus.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the scanner benches; only llm_body is used here"
-)]
 mod corpus;
 
 struct Args {

@@ -222,6 +222,7 @@ impl Prefilter {
         let dfa = DFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            .prefilter(false)
             .build(patterns)
             .map_err(|e| ScanError::Build(format!("keyword prefilter: {e}")))?;
         let start = dfa
@@ -249,6 +250,20 @@ impl Prefilter {
                 end,
                 pattern: pid.as_u32(),
             });
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_lanes(
+        &self,
+        states: [StateID; LANES],
+        i: usize,
+        seg: usize,
+        lanes: &mut [Vec<Hit>; LANES],
+    ) {
+        for (k, (sid, out)) in states.into_iter().zip(lanes).enumerate() {
+            self.record(sid, k * seg + i, out);
         }
     }
 
@@ -298,20 +313,17 @@ impl Prefilter {
         let mut s2 = self.warm_up(data, 2 * seg);
         let mut s3 = self.warm_up(data, 3 * seg);
         let mut lanes: [Vec<Hit>; LANES] = Default::default();
-        for i in 0..seg {
-            s0 = self.dfa.next_state(Anchored::No, s0, d0[i]);
-            s1 = self.dfa.next_state(Anchored::No, s1, d1[i]);
-            s2 = self.dfa.next_state(Anchored::No, s2, d2[i]);
-            s3 = self.dfa.next_state(Anchored::No, s3, d3[i]);
-            if self.dfa.is_special(s0)
-                | self.dfa.is_special(s1)
-                | self.dfa.is_special(s2)
-                | self.dfa.is_special(s3)
-            {
-                self.record(s0, i, &mut lanes[0]);
-                self.record(s1, seg + i, &mut lanes[1]);
-                self.record(s2, 2 * seg + i, &mut lanes[2]);
-                self.record(s3, 3 * seg + i, &mut lanes[3]);
+        let dfa = &self.dfa;
+        let bytes = d0.iter().zip(d1).zip(d2).zip(d3);
+        for (i, (((&b0, &b1), &b2), &b3)) in bytes.enumerate() {
+            s0 = dfa.next_state(Anchored::No, s0, b0);
+            s1 = dfa.next_state(Anchored::No, s1, b1);
+            s2 = dfa.next_state(Anchored::No, s2, b2);
+            s3 = dfa.next_state(Anchored::No, s3, b3);
+            // The DFA numbers its special (match, dead) states first, so one comparison on the
+            // smallest state tells whether any lane needs a look.
+            if dfa.is_special(s0.min(s1).min(s2.min(s3))) {
+                self.record_lanes([s0, s1, s2, s3], i, seg, &mut lanes);
             }
         }
         let [first, l1, l2, mut l3] = lanes;

@@ -1,0 +1,40 @@
+//! Scans one generated benchmark input a few times (printing the fastest scan's speed) with the benchmark's scanner, for
+//! instruction-count profiling (`valgrind --tool=callgrind`), where criterion's many iterations
+//! and wall-clock timing get in the way. Usage: `scan_profile anthropic-1MiB|openai-1MiB|adversarial-1MiB [RUNS]`.
+use gate_scan::{KnownValues, ScanConfig, Scanner};
+
+#[path = "../benches/corpus.rs"]
+mod corpus;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "anthropic-1MiB".into());
+    let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let data = match which.as_str() {
+        "anthropic-64KiB" => corpus::llm_body(64 << 10, corpus::Flavor::Anthropic),
+        "anthropic-1MiB" => corpus::llm_body(1 << 20, corpus::Flavor::Anthropic),
+        "anthropic-10MiB" => corpus::llm_body(10 << 20, corpus::Flavor::Anthropic),
+        "openai-1MiB" => corpus::llm_body(1 << 20, corpus::Flavor::OpenAi),
+        "adversarial-1MiB" => corpus::adversarial(1 << 20),
+        other => panic!("unknown input {other}"),
+    };
+    let mut config = ScanConfig::builtin().expect("rules");
+    let mut kv = KnownValues::new();
+    kv.harvest_env(corpus::known_values(100));
+    config.known_values = kv;
+    let scanner = Scanner::new(config).expect("scanner");
+    // Warm the lazy DFA caches once, as criterion's warm-up does.
+    let warm = scanner.scan(&data).len();
+    let mut n = 0;
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..runs {
+        let t = std::time::Instant::now();
+        n += scanner.scan(&data).len();
+        best = best.min(t.elapsed());
+    }
+    println!(
+        "{which}: {} bytes, {warm} findings per scan, {n} total, fastest scan {:.0} MiB/s",
+        data.len(),
+        data.len() as f64 / (1 << 20) as f64 / best.as_secs_f64()
+    );
+}

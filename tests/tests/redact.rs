@@ -336,6 +336,50 @@ fn placeholders_are_restored_in_compressed_responses() {
 }
 
 #[test]
+fn thinking_block_signatures_pass_intact_both_ways() {
+    use base64::Engine as _;
+    let (_d, ca, up) = setup();
+    let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
+    let key = aws_key();
+    // An Anthropic thinking block's signature: a long base64 blob the API checks byte for
+    // byte when the block is sent back. Deterministic pseudo-random bytes stand in for it.
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let raw: Vec<u8> = (0..400)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    let signature = base64::engine::general_purpose::STANDARD.encode(raw);
+    let body = format!(
+        "{{\"messages\":[{{\"role\":\"assistant\",\"content\":[{{\"type\":\"thinking\",\
+         \"thinking\":\"Let me check the deploy config.\",\"signature\":\"{signature}\"}},\
+         {{\"type\":\"text\",\"text\":\"Found it.\"}}]}},{{\"role\":\"user\",\
+         \"content\":\"deploy with {key} please\"}}]}}"
+    );
+    // Out: the secret becomes its placeholder, the signature (and everything else) stays.
+    let out = gate.curl(
+        "api.test",
+        "/record?sse=7",
+        Some(body.as_bytes()),
+        &["-N", "-H", "content-type: application/json"],
+    );
+    let sent = last(&up).body;
+    let ph = gate.placeholder("aws-access-key-id", &key);
+    assert!(
+        sent == body.replace(&key, &ph).into_bytes(),
+        "only the secret changed on the way out"
+    );
+    // Back: the echo as SSE in 7-byte frames; the agent gets its own bytes, signature intact.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("data: {body}\n\n")
+    );
+}
+
+#[test]
 fn a_zip_bomb_is_refused_and_nothing_is_forwarded() {
     let (_d, ca, up) = setup();
     let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);

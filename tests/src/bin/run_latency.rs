@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Two series, each timed per request over one keep-alive connection: `cold`, a new 1 MiB
-//! conversation every request (nothing cached), and `turns`, one conversation that grows by an
-//! exchange each request, as an agent's does (the history is re-sent every turn).
+//! conversation every request (nothing cached), and `turns`, one conversation that grows a
+//! little each request, as an agent's does (the history is re-sent every turn).
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -125,9 +125,10 @@ fn write_series(dir: &Path, n: usize, size: usize, cold: bool) {
             // Every message differs from every other request's: nothing is cached.
             base.replace("please review", &format!("review #{i:06}"))
         } else {
-            // The conversation so far plus one more exchange per turn.
+            // The conversation so far plus a little more each turn (1 MiB growing by 2 KiB a
+            // turn: a new exchange whenever the generator's next message fits).
             String::from_utf8(corpus::llm_body(
-                size + i * 12 * 1024,
+                size + i * 2 * 1024,
                 corpus::Flavor::Anthropic,
             ))
             .expect("utf8")

@@ -163,6 +163,8 @@ pub struct StreamDecoder {
     sink: Sink,
     limit: usize,
     produced: usize,
+    /// Encoded bytes seen: a body with none (HEAD, 304) decodes to nothing.
+    consumed: usize,
 }
 
 impl StreamDecoder {
@@ -182,6 +184,7 @@ impl StreamDecoder {
             sink,
             limit,
             produced: 0,
+            consumed: 0,
         }
     }
 
@@ -207,6 +210,7 @@ impl StreamDecoder {
 
     /// Takes the next encoded bytes; returns what they decode to so far.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        self.consumed += chunk.len();
         let coding = self.coding();
         let corrupt = |e: std::io::Error| DecodeError::Corrupt {
             coding,
@@ -232,6 +236,9 @@ impl StreamDecoder {
 
     /// The body ended: the rest of the decoded bytes, or an error if it was cut short.
     pub fn finish(&mut self) -> Result<Vec<u8>, DecodeError> {
+        if self.consumed == 0 {
+            return Ok(Vec::new());
+        }
         let coding = self.coding();
         let corrupt = |e: std::io::Error| DecodeError::Corrupt {
             coding,
@@ -354,6 +361,9 @@ mod tests {
                 out.extend(d.finish().unwrap());
                 assert!(out == plain, "{codings:?} in chunks of {size}");
             }
+            // No body at all (HEAD, 304): nothing, not an error.
+            let mut d = StreamDecoder::new(&codings, 1 << 20);
+            assert!(d.finish().unwrap().is_empty(), "{codings:?} empty");
             // A bomb: the same body with too small a limit.
             let mut d = StreamDecoder::new(&codings, 1000);
             let r = enc

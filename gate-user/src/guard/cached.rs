@@ -174,15 +174,7 @@ pub fn plan(
         for s in finder.find(&data[window.clone()]) {
             let (a, b) = (s.start + window.start, s.end + window.start);
             if a < cut && b > cut {
-                let value = &data[a..b];
-                let ph = key.placeholder(&s.rule, value);
-                out.values.push((ph.clone(), value.to_vec()));
-                out.edits.push(Edit {
-                    range: a..b,
-                    replacement: ph.clone().into_bytes(),
-                    findings: vec![(s.rule, ph)],
-                    layer: "raw",
-                });
+                out.add(key, a..b, &data[a..b], &s.rule, "raw");
             }
         }
     }

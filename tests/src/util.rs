@@ -6,12 +6,16 @@ pub fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc_geteuid() == 0 }
+}
+
 /// True when the test may use root-only features. Outside CI a non-root run prints why it skips
 /// and returns false; under CI it panics, so a missing privilege can never look like a pass.
 pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc_geteuid() } == 0;
-    if root {
+    if is_root() {
         return true;
     }
     assert!(!is_ci(), "{test}: needs root, and CI=true forbids skipping");
@@ -39,4 +43,9 @@ pub fn gate_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The `p` quantile (0..=1) of durations sorted ascending, for the bench drivers.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }

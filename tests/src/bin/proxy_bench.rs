@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gate_tests::upstream::{Alpn, Options, TestCa, Upstream};
+use gate_tests::util::percentile;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use rustls::pki_types::CertificateDer;
@@ -135,10 +136,6 @@ async fn post(s: &mut Sender, target: SocketAddr, path: &str, body: Bytes) -> us
         .len()
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 async fn latency(
     via: Option<SocketAddr>,
     target: SocketAddr,
@@ -159,7 +156,7 @@ async fn latency(
         assert_eq!(got, size);
     }
     t.sort();
-    (pct(&t, 0.5), pct(&t, 0.99))
+    (percentile(&t, 0.5), percentile(&t, 0.99))
 }
 
 async fn rps(
@@ -411,7 +408,7 @@ async fn main() {
     t.sort();
     println!(
         "new-host certificate: p50 {} p99 {}",
-        us(pct(&t, 0.5)),
-        us(pct(&t, 0.99))
+        us(percentile(&t, 0.5)),
+        us(percentile(&t, 0.99))
     );
 }

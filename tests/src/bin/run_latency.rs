@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use gate_tests::netns::TestHost;
 use gate_tests::upstream::{Alpn, Options, TestCa, Upstream};
+use gate_tests::util::percentile;
 
 #[path = "../../../gate-scan/benches/corpus.rs"]
 mod corpus;
@@ -153,10 +154,6 @@ fn times(out: std::process::Output, what: &str) -> Vec<Duration> {
     t
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -170,7 +167,7 @@ fn main() {
         return;
     }
     let a = args();
-    if !is_root() {
+    if !gate_tests::util::is_root() {
         eprintln!("run_latency needs root (gate run loads eBPF programs and makes a cgroup)");
         std::process::exit(2);
     }
@@ -235,10 +232,10 @@ fn main() {
             "client under gate run",
         );
         let (d50, d99, g50, g99) = (
-            pct(&direct, 0.5),
-            pct(&direct, 0.99),
-            pct(&gated, 0.5),
-            pct(&gated, 0.99),
+            percentile(&direct, 0.5),
+            percentile(&direct, 0.99),
+            percentile(&gated, 0.5),
+            percentile(&gated, 0.99),
         );
         println!(
             "| {series} | {} | {} | {} | {} | {} | {} |",
@@ -252,16 +249,4 @@ fn main() {
     }
     drop(up);
     drop(host);
-}
-
-/// Effective uid 0, from /proc (no unsafe libc call needed).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }

@@ -583,9 +583,7 @@ impl Inspector for Guard {
                 ),
             ));
         }
-        let identity = content_encoding
-            .as_deref()
-            .is_none_or(|c| c.trim().is_empty() || c.trim().eq_ignore_ascii_case("identity"));
+        let identity = encoding::parse(content_encoding.as_deref()).is_ok_and(|c| c.is_empty());
         if let Some(n) = length.filter(|&n| n >= stream::STREAM_MIN && identity && !push) {
             return Ok(RequestPlan {
                 body: Some(Box::new(stream::StreamingBody::new(

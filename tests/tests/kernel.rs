@@ -478,14 +478,17 @@ fn connections_fail_closed_when_gate_is_gone_and_next_run_cleans_up() {
     let result = env.dir.path().join("result");
     let script = format!(
         "import os,time,urllib.request\n\
-         open('{ready}','w').write(str(os.getpid()))\n\
+         def put(path, text):\n\
+         \x20   open(path+'.tmp','w').write(text)\n\
+         \x20   os.rename(path+'.tmp', path)\n\
+         put('{ready}', str(os.getpid()))\n\
          for _ in range(1000):\n\
          \x20   if os.path.exists('{go}'): break\n\
          \x20   time.sleep(0.02)\n\
          try:\n\
          \x20   urllib.request.urlopen('http://{ip}/after-gate-died', timeout=5).read(); r='reached'\n\
          except Exception as e: r='failed '+type(e).__name__\n\
-         open('{result}','w').write(r)\n\
+         put('{result}', r)\n\
          time.sleep(30)",
         ready = ready.display(),
         go = go.display(),

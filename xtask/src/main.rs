@@ -8,7 +8,6 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-mod bench_connect;
 mod setup;
 
 #[derive(Debug, Parser)]
@@ -61,9 +60,22 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run { args } => run(&root, args),
         Cmd::Test { quick, rest } => test(&root, quick, &rest),
         Cmd::BenchConnect { count } => {
-            setup::toolchain()?;
             let gate = build(&root, true)?;
-            bench_connect::run(&root, &gate, count)
+            sh(cargo().current_dir(&root).args([
+                "build",
+                "--release",
+                "-p",
+                "gate-tests",
+                "--bin",
+                "gate-test-sockets",
+                "--bin",
+                "connect_bench",
+            ]))?;
+            sh(Command::new(root.join("target/release/connect_bench"))
+                .arg("--gate")
+                .arg(&gate)
+                .arg("--count")
+                .arg(count.to_string()))
         }
     }
 }
@@ -193,4 +205,24 @@ fn test(root: &Path, quick: bool, rest: &[String]) -> anyhow::Result<()> {
     sh(&mut cmd)?;
     eprintln!("xtask: test suite passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression: xtask once depended on gate-tests (and so on gate-user, whose build script
+    /// builds the kernel programs), so on a fresh machine `cargo xtask` could not even compile
+    /// to install the toolchain pieces that build needs.
+    #[test]
+    fn xtask_builds_without_the_kernel_toolchain() {
+        let manifest = include_str!("../Cargo.toml");
+        let deps = manifest
+            .split("[dependencies]")
+            .nth(1)
+            .expect("a [dependencies] table");
+        let deps = deps.split("\n[").next().unwrap_or(deps);
+        assert!(
+            !deps.contains("path ="),
+            "xtask must not depend on workspace crates:\n{deps}"
+        );
+    }
 }

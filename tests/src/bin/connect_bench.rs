@@ -2,13 +2,16 @@
 //! connect loop (gate-test-sockets) outside the cgroup, inside it to an allowed loopback
 //! service (the hooks run and let it pass), and inside it to a test host that gets redirected
 //! to gate's listener. Medians and p99 over COUNT connects each; a measurement, not a test.
+//! Needs root. `cargo xtask bench-connect` builds and runs it:
+//!
+//! ```text
+//! sudo target/release/connect_bench --gate target/release/gate [--count 20000]
+//! ```
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
-
-use crate::{cargo, sh};
+use gate_tests::netns::TestHost;
 
 struct Stats {
     median: f64,
@@ -24,45 +27,52 @@ fn stats(mut ns: Vec<u64>) -> Stats {
     }
 }
 
-fn collect(cmd: &mut Command) -> anyhow::Result<Vec<u64>> {
-    eprintln!("xtask: $ {}", crate::describe(cmd));
-    let out = cmd.output().with_context(|| crate::describe(cmd))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            crate::describe(cmd),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+fn collect(cmd: &mut Command) -> Vec<u64> {
+    eprintln!("connect_bench: $ {cmd:?}");
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.trim().parse().ok())
-        .collect())
+        .collect()
 }
 
-pub fn run(root: &Path, gate: &Path, count: u32) -> anyhow::Result<()> {
-    sh(cargo().current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "gate-tests",
-        "--bin",
-        "gate-test-sockets",
-    ]))?;
-    let sockets = root.join("target/release/gate-test-sockets");
+fn main() {
+    let exe = std::env::current_exe().expect("own path");
+    let dir = exe.parent().expect("own folder").to_path_buf();
+    let mut gate = dir.join("gate");
+    let mut count: u32 = 20_000;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--gate" => gate = PathBuf::from(value()),
+            "--count" => count = value().parse().expect("--count N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    if !gate_tests::util::is_root() {
+        eprintln!("connect_bench needs root (gate run loads eBPF programs and makes a cgroup)");
+        std::process::exit(2);
+    }
+    let sockets = dir.join("gate-test-sockets");
     // A local service that accepts and closes as fast as it can.
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let local = listener.local_addr()?;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let local = listener.local_addr().expect("listener address");
     std::thread::spawn(move || {
         for s in listener.incoming() {
             drop(s);
         }
     });
-    let host = gate_tests::netns::TestHost::create().context("making the test host")?;
+    let host = TestHost::create().expect("making the test host");
     let remote = format!("{}:80", host.ip);
     let n = count.to_string();
     let gate_run = |args: &[&str]| {
-        let mut c = Command::new(gate);
+        let mut c = Command::new(&gate);
         c.args(["run", "--enforce", "kernel", "--audit-dir"])
             .arg(std::env::temp_dir().join("gate-bench-audit"));
         c.args(args);
@@ -72,19 +82,19 @@ pub fn run(root: &Path, gate: &Path, count: u32) -> anyhow::Result<()> {
         "connect-loop",
         &local.to_string(),
         &n,
-    ]))?);
+    ])));
     let inside_pass = stats(collect(
         gate_run(&["--allow-loopback", "--"]).arg(&sockets).args([
             "connect-loop",
             &local.to_string(),
             &n,
         ]),
-    )?);
+    ));
     let inside_redirect = stats(collect(gate_run(&["--"]).arg(&sockets).args([
         "connect-loop",
         &remote,
         &n,
-    ]))?);
+    ])));
     println!("connect() latency over {count} connects each (µs):");
     println!(
         "  outside the cgroup, loopback        median {:7.2}  p99 {:7.2}",
@@ -103,5 +113,4 @@ pub fn run(root: &Path, gate: &Path, count: u32) -> anyhow::Result<()> {
         inside_pass.median - outside.median,
         inside_redirect.median - outside.median
     );
-    Ok(())
 }

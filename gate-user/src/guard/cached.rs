@@ -9,6 +9,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use gate_scan::Scanner;
+use rayon::prelude::*;
 
 use crate::redact::view::{self, Finder, Plan};
 use crate::redact::{Edit, RedactionKey, Span};
@@ -159,26 +160,52 @@ pub fn plan(
     if starts.len() < 2 {
         return view::plan(data, &finder, key, depth);
     }
+    // Blocks (and the seam at each block's start) are planned on the scan pool's threads at
+    // once: a cold body is scanned by every core instead of one. The result is put together in
+    // block order, so it is the same whatever order the threads finish in.
+    let seam = SEAM.min(scanner.horizon().max(1));
+    let parts: Vec<(Arc<Plan>, Plan)> = (0..starts.len())
+        .into_par_iter()
+        .map(|i| {
+            let start = starts[i];
+            let end = starts.get(i + 1).copied().unwrap_or(data.len());
+            let block = &data[start..end];
+            let p = cache.get_or_plan(block, || view::plan(block, &finder, key, depth));
+            let mut crossing = Plan::default();
+            if i > 0 {
+                seam_plan(&mut crossing, &finder, key, data, start, seam);
+            }
+            (p, crossing)
+        })
+        .collect();
     let mut out = Plan::default();
-    for (i, &start) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).copied().unwrap_or(data.len());
-        let block = &data[start..end];
-        let p = cache.get_or_plan(block, || view::plan(block, &finder, key, depth));
+    for (&start, (p, _)) in starts.iter().zip(&parts) {
         out.edits.extend(p.edits.iter().map(|e| shifted(e, start)));
         out.values.extend(p.values.iter().cloned());
     }
-    // Seams: a raw finding that crosses a cut, which no block could see whole.
-    let seam = SEAM.min(scanner.horizon().max(1));
-    for &cut in &starts[1..] {
-        let window: Range<usize> = cut.saturating_sub(seam)..(cut + seam).min(data.len());
-        for s in finder.find(&data[window.clone()]) {
-            let (a, b) = (s.start + window.start, s.end + window.start);
-            if a < cut && b > cut {
-                out.add(key, a..b, &data[a..b], &s.rule, "raw");
-            }
-        }
+    for (_, crossing) in parts {
+        out.edits.extend(crossing.edits);
+        out.values.extend(crossing.values);
     }
     out
+}
+
+/// A raw finding that crosses the cut at `cut`, which neither block beside it could see whole.
+fn seam_plan(
+    out: &mut Plan,
+    finder: &ScanFinder<'_>,
+    key: &RedactionKey,
+    data: &[u8],
+    cut: usize,
+    seam: usize,
+) {
+    let window: Range<usize> = cut.saturating_sub(seam)..(cut + seam).min(data.len());
+    for s in finder.find(&data[window.clone()]) {
+        let (a, b) = (s.start + window.start, s.end + window.start);
+        if a < cut && b > cut {
+            out.add(key, a..b, &data[a..b], &s.rule, "raw");
+        }
+    }
 }
 
 #[cfg(test)]

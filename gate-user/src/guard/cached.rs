@@ -26,20 +26,52 @@ const MARKER: &[u8] = b"},{\"";
 
 /// Block starts: 0, then the first boundary at least MIN_BLOCK after the previous start.
 pub fn cuts(data: &[u8]) -> Vec<usize> {
+    let mut c = Cutter::default();
+    let _ = c.push(data);
     let mut out = vec![0];
-    let finder = memchr::memmem::Finder::new(MARKER);
-    let mut i = MIN_BLOCK;
-    while i < data.len() {
-        match finder.find(&data[i..]) {
-            Some(p) => {
-                let cut = i + p + 2;
-                out.push(cut);
-                i = cut + MIN_BLOCK;
-            }
-            None => break,
-        }
-    }
+    out.extend(c.cuts);
     out
+}
+
+/// Finds the cuts of a body while it arrives: the same cuts [`cuts`] finds in the whole body,
+/// since each depends only on the bytes before it (and the marker that makes it).
+#[derive(Debug, Default)]
+pub struct Cutter {
+    /// Where the search for the next cut starts (0 = not begun: MIN_BLOCK).
+    next: usize,
+    /// The cuts found so far, in order.
+    cuts: Vec<usize>,
+}
+
+impl Cutter {
+    /// `data` is the body so far (each call a longer prefix of the same body). Returns the
+    /// blocks this call completed: ranges whose end cut is now known.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Range<usize>> {
+        let finder = memchr::memmem::Finder::new(MARKER);
+        let before = self.cuts.len();
+        let mut i = self.next.max(MIN_BLOCK);
+        while i < data.len() {
+            match finder.find(&data[i..]) {
+                Some(p) => {
+                    let cut = i + p + 2;
+                    self.cuts.push(cut);
+                    i = cut + MIN_BLOCK;
+                }
+                None => {
+                    // A marker may still begin in the last bytes, once more of it arrives.
+                    i = i.max(data.len().saturating_sub(MARKER.len() - 1));
+                    break;
+                }
+            }
+        }
+        self.next = i;
+        (before..self.cuts.len())
+            .map(|k| {
+                let start = if k == 0 { 0 } else { self.cuts[k - 1] };
+                start..self.cuts[k]
+            })
+            .collect()
+    }
 }
 
 /// The scanner as the redaction layer's finder.
@@ -143,6 +175,13 @@ fn shifted(e: &Edit, by: usize) -> Edit {
     }
 }
 
+/// Plans one block into the cache (a block [`Cutter`] completed while its body is still
+/// arriving), so that planning the whole body later finds it there.
+pub fn warm(scanner: &Scanner, cache: &PlanCache, key: &RedactionKey, block: &[u8], depth: usize) {
+    let finder = ScanFinder(scanner);
+    let _ = cache.get_or_plan(block, || view::plan(block, &finder, key, depth));
+}
+
 /// The redaction plan of `data` through every layer, from cached block plans where the body is
 /// large enough to be cut.
 pub fn plan(
@@ -236,6 +275,59 @@ mod tests {
         }
         s.push_str("]}");
         s.into_bytes()
+    }
+
+    #[test]
+    fn cuts_found_while_a_body_arrives_are_the_whole_bodys_cuts() {
+        let body = conversation(40, None);
+        let whole = cuts(&body);
+        assert!(whole.len() > 5, "the body has cuts: {whole:?}");
+        for step in [1, 3, 4, 5, 977, 4096, 16 * 1024, 100_000] {
+            let mut c = Cutter::default();
+            let mut blocks = Vec::new();
+            let mut end = 0;
+            while end < body.len() {
+                end = (end + step).min(body.len());
+                blocks.extend(c.push(&body[..end]));
+            }
+            let starts: Vec<usize> = std::iter::once(0).chain(c.cuts.iter().copied()).collect();
+            assert_eq!(starts, whole, "pushed {step} bytes at a time");
+            // Every block but the last (still open at the end) was reported, in order.
+            let expect: Vec<Range<usize>> = whole.windows(2).map(|w| w[0]..w[1]).collect();
+            assert_eq!(blocks, expect, "pushed {step} bytes at a time");
+        }
+    }
+
+    #[test]
+    fn blocks_warmed_early_are_cache_hits_and_plan_the_same() {
+        let sc = scanner();
+        let cache = PlanCache::new(1024);
+        let body = conversation(20, Some(11));
+        let mut c = Cutter::default();
+        let mut warmed = 0;
+        for end in (0..=body.len()).step_by(5000).chain([body.len()]) {
+            for r in c.push(&body[..end]) {
+                warm(&sc, &cache, &key(), &body[r], 2);
+                warmed += 1;
+            }
+        }
+        assert!(warmed > 3);
+        let before = cache.stats();
+        let p = plan(&sc, &cache, &key(), &body, 2);
+        let after = cache.stats();
+        assert_eq!(
+            after.hits - before.hits,
+            warmed,
+            "every warmed block is a hit"
+        );
+        assert_eq!(
+            after.misses - before.misses,
+            1,
+            "only the last block is planned now"
+        );
+        let whole = view::plan(&body, &ScanFinder(&sc), &key(), 2);
+        assert_eq!(p.apply(&body), whole.apply(&body));
+        assert_eq!(p.findings().len(), 1);
     }
 
     #[test]

@@ -164,6 +164,11 @@ impl Guard {
         &self.inner.vault
     }
 
+    /// Hits and misses of the scan cache.
+    pub fn cache_stats(&self) -> cached::CacheStats {
+        self.inner.cache.stats()
+    }
+
     /// What a request body's check sees: every secret through every layer, through the scan
     /// cache (for benchmarks and tests; requests go through the [`Inspector`] impl).
     pub fn plan_body(&self, data: &[u8]) -> Plan {
@@ -594,11 +599,14 @@ impl Inspector for Guard {
                 settle_before_forwarding: false,
             });
         }
+        // A plain body's blocks are planned on the scan pool while the rest arrives.
+        let early = (identity && !push).then(Early::default);
         let body = BodyGuard {
             guard: self.inner.clone(),
             info: info.clone(),
             content_encoding,
             push,
+            early,
             // Room for the whole body at once when its length is known, so collecting it
             // never copies it again (at most STREAM_MIN up front: a length is only a claim).
             buf: Vec::with_capacity(length.map_or(0, |n| {
@@ -662,16 +670,73 @@ struct BodyGuard {
     info: RequestInfo,
     content_encoding: Option<String>,
     push: bool,
+    /// For a plain body: blocks planned while it arrives.
+    early: Option<Early>,
     buf: Vec<u8>,
+}
+
+/// Blocks of a body still arriving, handed to the scan pool as soon as each is complete, so
+/// that when the body ends most of it is in the scan cache and only its tail is left to plan.
+#[derive(Default)]
+struct Early {
+    cutter: cached::Cutter,
+    /// Blocks handed out and not yet waited for.
+    pending: usize,
+    done: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+}
+
+impl Early {
+    fn push(&mut self, guard: &Arc<Inner>, body: &[u8]) {
+        if body.len() < cached::MIN_CACHED_BODY {
+            return;
+        }
+        for block in self.cutter.push(body) {
+            let (tx, _) = self.done.get_or_insert_with(std::sync::mpsc::channel);
+            let tx = tx.clone();
+            let guard = guard.clone();
+            let block = body[block].to_vec();
+            self.pending += 1;
+            rayon::spawn(move || {
+                // A panic here must not take the process down; the block is then simply
+                // planned again when the body ends.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    cached::warm(
+                        &guard.scanner,
+                        &guard.cache,
+                        &guard.key,
+                        &block,
+                        BASE64_DEPTH,
+                    );
+                }));
+                let _ = tx.send(());
+            });
+        }
+    }
+
+    /// Waits until every block handed out is in the cache (or has failed), so the whole-body
+    /// plan never does one twice.
+    fn wait(&mut self) {
+        if let Some((_, rx)) = &self.done {
+            while self.pending > 0 && rx.recv().is_ok() {
+                self.pending -= 1;
+            }
+        }
+    }
 }
 
 impl BodyInspector for BodyGuard {
     fn chunk(&mut self, chunk: Bytes) -> Result<Bytes, Refusal> {
         self.buf.extend_from_slice(&chunk);
+        if let Some(early) = &mut self.early {
+            early.push(&self.guard, &self.buf);
+        }
         Ok(Bytes::new())
     }
 
     fn finish(&mut self) -> Result<Bytes, Refusal> {
+        if let Some(early) = &mut self.early {
+            early.wait();
+        }
         let raw = std::mem::take(&mut self.buf);
         let guard = &self.guard;
         if self.push {
@@ -712,5 +777,97 @@ impl BodyInspector for RestoreBody {
         };
         out.extend(self.restorer.finish());
         Ok(Bytes::from(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::ClientInfo;
+
+    fn guard(dir: &Path) -> Guard {
+        let scanner = Scanner::new(ScanConfig::builtin().unwrap()).unwrap();
+        let audit = Arc::new(AuditLog::open(dir, "test").unwrap());
+        Guard::new(
+            Arc::new(scanner),
+            RedactionKey::from_bytes([9; 32]),
+            Mode::Redact,
+            audit,
+            64 << 20,
+        )
+    }
+
+    /// A conversation of `turns` messages (about 9 KiB each), one secret in message `at`.
+    fn conversation(turns: usize, at: usize) -> Vec<u8> {
+        let mut s = String::from("{\"messages\":[");
+        for t in 0..turns {
+            if t > 0 {
+                s.push(',');
+            }
+            let mut content = format!("turn {t}: ") + &"let x = vec![1, 2, 3];\\n".repeat(400);
+            if t == at {
+                content.push_str(&format!(" key AKIA{}{} ", "QWERTYUIOP", "ASDFGH"));
+            }
+            s.push_str(&format!("{{\"role\":\"user\",\"content\":\"{content}\"}}"));
+        }
+        s.push_str("]}");
+        s.into_bytes()
+    }
+
+    /// Pushes `body` through the guard's request side in `chunk`-byte pieces.
+    fn send(g: &Guard, body: &[u8], chunk: usize) -> Result<Bytes, Refusal> {
+        let info = RequestInfo {
+            host: "api.test".into(),
+            port: 443,
+            scheme: "https",
+            method: http::Method::POST,
+            path_and_query: "/v1/messages".into(),
+            client: ClientInfo::default(),
+        };
+        let (mut head, ()) = http::Request::post("https://api.test/v1/messages")
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(())
+            .unwrap()
+            .into_parts();
+        let plan = g.request(&info, &mut head)?;
+        assert!(plan.settle_before_forwarding);
+        let mut insp = plan.body.expect("a body inspector");
+        let mut out = Vec::new();
+        for piece in body.chunks(chunk) {
+            out.extend_from_slice(&insp.chunk(Bytes::copy_from_slice(piece))?);
+        }
+        out.extend_from_slice(&insp.finish()?);
+        Ok(Bytes::from(out))
+    }
+
+    #[test]
+    fn a_body_is_planned_while_it_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(dir.path());
+        let body = conversation(60, 41);
+        let blocks = cached::cuts(&body).len();
+        assert!(blocks > 10, "{blocks} blocks");
+        let out = send(&g, &body, 16 * 1024).unwrap();
+        let stats = g.cache_stats();
+        // Every block but the last was planned before the body ended, so planning the whole
+        // body found it in the cache.
+        assert_eq!(stats.hits as usize, blocks - 1, "{stats:?}");
+        assert_eq!(stats.misses as usize, blocks, "{stats:?}");
+        // And the result is the whole body's redaction.
+        let whole = g.plan_body(&body);
+        assert_eq!(out, whole.apply(&body));
+        assert_eq!(whole.findings().len(), 1);
+        assert!(!out.windows(4).any(|w| w == b"AKIA"));
+    }
+
+    #[test]
+    fn a_small_body_is_planned_whole_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(dir.path());
+        let body = conversation(3, 1);
+        assert!(body.len() < cached::MIN_CACHED_BODY);
+        let out = send(&g, &body, 1000).unwrap();
+        assert_eq!(g.cache_stats(), cached::CacheStats::default());
+        assert!(!out.windows(4).any(|w| w == b"AKIA"));
     }
 }

@@ -1212,3 +1212,86 @@ fn git_clone_and_push_through_gate_serve() {
         "through the gate\n"
     );
 }
+
+/// An HTTPS upstream (h1 only) that answers every request with `103 Early Hints` carrying a
+/// Link header, then `200` with `hello`: hyper cannot send 103, so it is written by hand.
+/// Answers `count` connections, then stops.
+fn early_hints_upstream(ca: &TestCa, count: usize) -> SocketAddr {
+    let (chain, key, _) = ca.issue(&["up.test"], CertKind::Good);
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            std_listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            for _ in 0..count {
+                let Ok(Ok((tcp, _))) =
+                    tokio::time::timeout(Duration::from_secs(60), listener.accept()).await
+                else {
+                    return;
+                };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let _ = read_head(&mut tls).await;
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n",
+                    )
+                    .await;
+                let _ = tls.flush().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+    });
+    addr
+}
+
+#[test]
+fn early_hints_reach_an_h1_agent_and_never_break_h2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let up = early_hints_upstream(&ca, 2);
+    let gate = Gate::start(&[("up.test", up)], ca.cert_path(), "");
+    let url = format!("https://up.test:{}/page", up.port());
+
+    // h1 to gate: the 103 and its Link header arrive ahead of the 200 (the first 200 curl
+    // prints is the forward proxy's answer to CONNECT).
+    let out = gate.curl(&["-sS", "--http1.1", "-D", "-", &url]);
+    let text = ok(&out);
+    let hints = text
+        .find("HTTP/1.1 103")
+        .unwrap_or_else(|| panic!("no 103 in {text}"));
+    let final_at = text.rfind("HTTP/1.1 200").expect("a 200");
+    assert!(hints < final_at, "{text}");
+    assert!(
+        text[hints..final_at].contains("link: </style.css>; rel=preload; as=style"),
+        "{text}"
+    );
+    assert!(text.ends_with("hello"), "{text}");
+
+    // h2 to gate: no way to send a 103 there, and the answer is whole and unharmed.
+    let out = gate.curl(&["-sS", "--http2", "-D", "-", &url]);
+    let text = ok(&out);
+    assert!(text.contains("\r\n\r\nHTTP/2 200"), "{text}");
+    assert!(!text.contains(" 103"), "{text}");
+    assert!(text.ends_with("hello"), "{text}");
+}

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::inspect::{InspectedBody, RefusalSlot, RequestInfo};
+use super::interim::{Interim, InterimIo};
 use super::upstream::ProxyBody;
 use super::{ClientInfo, Entry, Proxy, ProxyError, format_dest};
 use crate::audit::{Decision, Event, EventKind};
@@ -95,6 +96,12 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+/// Whether `name` is one of the headers that never cross a proxy (not counting those a
+/// Connection header names).
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
 
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     // Headers named in Connection are hop-by-hop too.
@@ -180,9 +187,12 @@ impl Proxy {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let this = self.clone();
-        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let interim = Interim::default();
+        let io = InterimIo::new(io, interim.clone());
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let this = this.clone();
             let ctx = ctx.clone();
+            req.extensions_mut().insert(interim.clone());
             async move { Ok::<_, Infallible>(this.handle(ctx, req).await) }
         });
         let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -342,6 +352,12 @@ impl Proxy {
         } else {
             None
         };
+        // Interim responses can reach an HTTP/1.1 agent (written ahead of hyper's answer);
+        // on h2 hyper's server has no way to send them, and HTTP/1.0 must never get one.
+        let interim = parts
+            .extensions
+            .remove::<Interim>()
+            .filter(|_| parts.version == Version::HTTP_11);
         parts.extensions = http::Extensions::new();
         strip_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.remove(header::HOST);
@@ -402,7 +418,13 @@ impl Proxy {
         } else {
             &self.upstream.auto
         };
-        let resp = match client.request(Request::from_parts(parts, body)).await {
+        let mut up_req = Request::from_parts(parts, body);
+        if let Some(interim) = interim {
+            hyper::ext::on_informational(&mut up_req, move |res| {
+                interim.send(res.status(), res.headers());
+            });
+        }
+        let resp = match client.request(up_req).await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(r) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -8,6 +8,7 @@ pub mod detect;
 pub mod error;
 pub mod forward;
 pub mod inspect;
+mod interim;
 pub mod mitm;
 pub mod tunnel;
 pub mod upstream;

@@ -302,11 +302,20 @@ pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
 fn decode_b64(run: &[u8]) -> Option<(Vec<u8>, base64::engine::GeneralPurpose)> {
     use base64::alphabet::{STANDARD, URL_SAFE};
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    let url = run.iter().any(|&b| b == b'-' || b == b'_');
+    let url = memchr::memchr2(b'-', b'_', run).is_some();
     let alphabet = if url { &URL_SAFE } else { &STANDARD };
     let lenient =
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    let decoded = GeneralPurpose::new(alphabet, lenient).decode(run).ok()?;
+    let engine = GeneralPurpose::new(alphabet, lenient);
+    // Only text is scanned, and whether it is text shows in its first bytes: a long run whose
+    // head is not (an image, say) is passed over without decoding the rest of it.
+    if run.len() > TEXTY_HEAD_CHARS {
+        let head = engine.decode(&run[..TEXTY_HEAD_CHARS]).ok()?;
+        if !texty(&head) {
+            return None;
+        }
+    }
+    let decoded = engine.decode(run).ok()?;
     let padded = run.len().is_multiple_of(4);
     let style = GeneralPurpose::new(
         alphabet,
@@ -315,10 +324,15 @@ fn decode_b64(run: &[u8]) -> Option<(Vec<u8>, base64::engine::GeneralPurpose)> {
     Some((decoded, style))
 }
 
+/// How many decoded bytes [`texty`] looks at.
+const TEXTY_HEAD: usize = 256;
+/// Base64 characters that decode to at least [`TEXTY_HEAD`] bytes (whole groups of four).
+const TEXTY_HEAD_CHARS: usize = TEXTY_HEAD.div_ceil(3) * 4;
+
 /// Text-like enough to be worth scanning: most of the first bytes printable (images and other
 /// binary blobs are skipped quickly).
 fn texty(data: &[u8]) -> bool {
-    let head = &data[..data.len().min(256)];
+    let head = &data[..data.len().min(TEXTY_HEAD)];
     let printable = head
         .iter()
         .filter(|&&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
@@ -628,6 +642,20 @@ mod tests {
         let (out, p) = redact(raw.as_bytes());
         assert!(p.is_clean());
         assert_eq!(out, raw.as_bytes());
+    }
+
+    #[test]
+    fn a_long_text_run_is_scanned_past_its_head_in_either_alphabet() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        // Text well past the head that decides whether a run is text, the secret at its end;
+        // `?>` encodes to `/` or `_`, so the alphabet shows only after the head.
+        let text = format!("{}?>{}\n", "notes: all fine here. ".repeat(200), secret());
+        for encoded in [STANDARD.encode(&text), URL_SAFE_NO_PAD.encode(&text)] {
+            assert!(encoded.len() > 4 * TEXTY_HEAD_CHARS);
+            let raw = format!("{{\"file\":\"{encoded}\"}}");
+            let (_, p) = redact(raw.as_bytes());
+            assert_eq!(p.findings().len(), 1, "{}", &encoded[..40]);
+        }
     }
 
     /// Byte strings mixing every class the run finders care about, deterministic.

@@ -246,6 +246,19 @@ fn main() {
             ms(g50.saturating_sub(d50)),
             ms(g99.saturating_sub(d99))
         );
+        let tail = |t: &[Duration]| {
+            [0.9, 0.95, 0.99]
+                .iter()
+                .map(|&p| ms(percentile(t, p)))
+                .chain(t.last().map(|&m| ms(m)))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        eprintln!(
+            "  {series}: p90 / p95 / p99 / max: direct {}, gate run {}",
+            tail(&direct),
+            tail(&gated)
+        );
     }
     drop(up);
     drop(host);

@@ -11,8 +11,9 @@ use crate::{cargo, sh};
 /// Targets whose code CI checks with `cargo clippy` (macOS and Windows backends).
 pub const CROSS_TARGETS: [&str; 2] = ["aarch64-apple-darwin", "x86_64-pc-windows-gnu"];
 
-/// Debian packages the end-to-end tests use.
-const TEST_PACKAGES: [&str; 7] = [
+/// Debian packages the test suite uses: the end-to-end tests' tools, and the C compilers the
+/// cross-target clippy checks need for ring's build script (clang for macOS, mingw for Windows).
+const TEST_PACKAGES: [&str; 10] = [
     "iproute2",
     "curl",
     "git",
@@ -20,6 +21,9 @@ const TEST_PACKAGES: [&str; 7] = [
     "iptables",
     "bind9-dnsutils",
     "procps",
+    "openssl",
+    "clang",
+    "gcc-mingw-w64-x86-64",
 ];
 
 fn output(cmd: &mut Command) -> anyhow::Result<String> {

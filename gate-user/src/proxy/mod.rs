@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod mitm;
 pub mod tunnel;
 pub mod upstream;
+pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -25,7 +26,10 @@ use crate::config::Settings;
 use crate::policy::HostVerdict;
 
 pub use error::{Origin, ProxyError};
-pub use inspect::{BodyInspector, Inspector, PassThrough, Refusal, RequestInfo, RequestPlan};
+pub use inspect::{
+    BodyInspector, Inspector, MessageInspector, PassThrough, Refusal, RequestInfo, RequestPlan,
+    WsMessage, WsVerdict,
+};
 
 use detect::{Detected, Prefixed};
 

@@ -94,7 +94,7 @@ pub async fn tls_through(fwd: SocketAddr, authority: &str, ca: &Path) -> TlsStre
 /// What an upgrade request got.
 pub enum Opened {
     /// 101: the head and the connection, ready for frames.
-    Upgraded(String, Client),
+    Upgraded(String, Box<Client>),
     /// Anything else: the head and whatever body followed (read until EOF or 2 s).
     Refused(String, String),
 }
@@ -102,7 +102,7 @@ pub enum Opened {
 impl Opened {
     pub fn client(self) -> Client {
         match self {
-            Opened::Upgraded(_, c) => c,
+            Opened::Upgraded(_, c) => *c,
             Opened::Refused(head, body) => panic!("upgrade refused: {head}{body}"),
         }
     }
@@ -137,7 +137,7 @@ pub async fn open_on(
         .max_message_size(None)
         .max_frame_size(None);
     let ws = WebSocketStream::from_raw_socket(tls, Role::Client, Some(cfg)).await;
-    Opened::Upgraded(head, Client { ws })
+    Opened::Upgraded(head, Box::new(Client { ws }))
 }
 
 /// [`open_on`] through gate's forward proxy, trusting `ca`, with `Upgrade: websocket`.

@@ -223,9 +223,9 @@ async fn send_close(tx: &Tx, frame: Option<CloseFrame>) {
     let _ = tx.close().await;
 }
 
-/// Reads (and drops) what is still coming until the peer closes, so the Close frame already
-/// sent is not lost to a reset; `first_shutdown` closes our side first (the agent, for which
-/// gate is the server that closes the TCP connection first).
+/// Reads (and drops) what is still coming until the peer closes (the caller bounds it in
+/// time), so the Close frame already sent is not lost to a reset; `first_shutdown` closes our
+/// side first (the agent's, for which gate is the server that closes TCP first).
 async fn wind_down(rx: Rx, tx: Tx, first_shutdown: bool) {
     let Ok(mut ws) = rx.reunite(tx.into_inner()) else {
         return;
@@ -279,7 +279,7 @@ impl Proxy {
         tracing::debug!("websocket to {} ended: {end:?}", info.host);
         let (to_agent, to_up) = match &end {
             // The codec has already answered the closing side's Close.
-            End::AgentClosed(code) => (None, code.map(|c| close(c, "")).unwrap_or(None)),
+            End::AgentClosed(code) => (None, code.and_then(|c| close(c, ""))),
             End::AgentGone(why) => {
                 tracing::debug!("websocket agent to {} went away: {why}", info.host);
                 (None, close(CloseCode::Away, ""))

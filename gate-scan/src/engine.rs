@@ -652,7 +652,7 @@ fn accept(rule: &CompiledRule, data: &[u8], start: usize, end: usize, out: &mut 
     if rule.generic && looks_like_placeholder(secret) {
         return;
     }
-    if rule.source == Source::Entropy && !looks_random(secret) {
+    if rule.source == Source::Entropy && (!looks_random(secret) || websocket_nonce(data, start)) {
         return;
     }
     out.push(Finding {
@@ -681,6 +681,32 @@ pub(crate) fn looks_random(value: &[u8]) -> bool {
         }
     }
     digits >= 2 && longest < 7
+}
+
+/// `b` without trailing blanks and quotes.
+fn trim_end_quoted(mut b: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = b {
+        if matches!(last, b' ' | b'\t' | b'"' | b'\'' | b'`') {
+            b = rest;
+        } else {
+            break;
+        }
+    }
+    b
+}
+
+/// Whether the value at `start` is a WebSocket handshake's `Sec-WebSocket-Key` (a fresh random
+/// nonce per connection, by design) or `Sec-WebSocket-Accept` (a hash of it): random-looking,
+/// assigned to a "key", and never a secret.
+fn websocket_nonce(data: &[u8], start: usize) -> bool {
+    let before = &data[start.saturating_sub(48)..start];
+    let name = match trim_end_quoted(before) {
+        [rest @ .., b':' | b'='] => trim_end_quoted(rest),
+        _ => return false,
+    };
+    [b"sec-websocket-key".as_slice(), b"sec-websocket-accept"]
+        .iter()
+        .any(|n| name.len() >= n.len() && name[name.len() - n.len()..].eq_ignore_ascii_case(n))
 }
 
 /// Values a generic (assignment-shaped) rule must not report: template variables, code,
@@ -905,6 +931,35 @@ mod tests {
             assert_eq!(sorted, want, "size {size}");
             assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "ordered by end");
         }
+    }
+
+    #[test]
+    fn websocket_handshake_nonces_are_not_entropy_findings() {
+        let mut config = ScanConfig::builtin().unwrap();
+        config.entropy = true;
+        let scanner = Scanner::new(config).unwrap();
+        let nonce = format!("{}{}", "q7Xv2LmN9pRt", "4WzK8sJd3Hf=");
+        for text in [
+            format!("GET / HTTP/1.1\r\nSec-WebSocket-Key: {nonce}\r\n"),
+            format!("sec-websocket-accept:\t\"{nonce}\""),
+        ] {
+            let found: Vec<_> = scanner
+                .scan(text.as_bytes())
+                .into_iter()
+                .filter(|f| f.source == Source::Entropy)
+                .collect();
+            assert!(found.is_empty(), "{text}: {found:?}");
+        }
+        // The same value under any other key name is still one.
+        let other = format!("session_key = \"{nonce}\"");
+        assert!(
+            scanner
+                .scan(other.as_bytes())
+                .iter()
+                .any(|f| f.source == Source::Entropy),
+            "{other}"
+        );
+        assert!(!websocket_nonce(b"Sec-WebSocket-Key", 17));
     }
 
     #[test]

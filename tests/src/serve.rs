@@ -29,6 +29,27 @@ impl Served {
         Self::start_in(tempfile::tempdir().unwrap(), None, names, mode, ca, up, env)
     }
 
+    /// As [`Served::start`], with `extra` appended to the config file (TOML after the
+    /// `[upstream]` table, so it starts with a table of its own).
+    pub fn start_config(
+        names: &[&str],
+        mode: &str,
+        ca: &TestCa,
+        up: &Upstream,
+        extra: &str,
+    ) -> Served {
+        Self::launch(
+            tempfile::tempdir().unwrap(),
+            None,
+            names,
+            mode,
+            ca,
+            up,
+            &[],
+            extra,
+        )
+    }
+
     /// As [`Served::start`], in `dir`, with the audit log in `audit` if given.
     pub fn start_in(
         dir: tempfile::TempDir,
@@ -39,6 +60,23 @@ impl Served {
         up: &Upstream,
         env: &[(&str, &str)],
     ) -> Served {
+        Self::launch(dir, audit, names, mode, ca, up, env, "")
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private constructor behind the public ones"
+    )]
+    fn launch(
+        dir: tempfile::TempDir,
+        audit: Option<&Path>,
+        names: &[&str],
+        mode: &str,
+        ca: &TestCa,
+        up: &Upstream,
+        env: &[(&str, &str)],
+        extra: &str,
+    ) -> Served {
         let config = dir.path().join("config.toml");
         let resolve: Vec<String> = names
             .iter()
@@ -46,7 +84,7 @@ impl Served {
             .collect();
         std::fs::write(
             &config,
-            format!("[upstream]\nresolve = [{}]\n", resolve.join(", ")),
+            format!("[upstream]\nresolve = [{}]\n{extra}\n", resolve.join(", ")),
         )
         .unwrap();
         let audit_dir = audit
@@ -87,6 +125,14 @@ impl Served {
             fwd: fwd.expect("gate serve announced its forward proxy"),
             dir,
         }
+    }
+
+    /// The forward proxy's address.
+    pub fn fwd_addr(&self) -> std::net::SocketAddr {
+        self.fwd
+            .trim_start_matches("http://")
+            .parse()
+            .expect("forward proxy address")
     }
 
     /// gate's data folder (CA, redaction key).

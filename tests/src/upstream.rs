@@ -15,7 +15,11 @@
 //!   body it received; with `?sse=N` as `text/event-stream` in frames of N bytes.
 //! - `.../sse`: `text/event-stream`; sends `data: first`, then waits until
 //!   [`Upstream::release_sse`] is called (at most 30 s), then `data: second` and ends.
-//! - `.../ws`: answers an Upgrade with 101 and then echoes raw bytes both ways.
+//! - `.../ws`: a WebSocket echo server: answers the upgrade with 101 (the request is kept, see
+//!   [`Upstream::recorded`]), then sends every data message back as it came and keeps what it
+//!   received, messages and closes, in order (see [`Upstream::ws_events`]). With `?ext=1` the
+//!   101 names `permessage-deflate` although nobody asked (an upstream gate must refuse).
+//! - `.../ws-raw`: answers an Upgrade with 101 and then echoes raw bytes both ways.
 //! - `.../trailers`: a chunked body `hello` with trailer `x-trailer: yes`.
 //! - `/git/...` (when [`Options::git_root`] is set): git's smart HTTP protocol, served by
 //!   `git http-backend` over the bare repositories under that directory (push enabled).
@@ -213,8 +217,19 @@ impl Options {
     }
 }
 
+/// What the `/ws` route received on its WebSocket connections, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsEvent {
+    Text(Vec<u8>),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    /// A Close frame and its code.
+    Close(Option<u16>),
+}
+
 struct Shared {
     requests: AtomicU64,
+    ws: std::sync::Mutex<Vec<WsEvent>>,
     /// Body bytes the `/digest` route has received so far, counted as they arrive.
     digested: AtomicU64,
     recorded: std::sync::Mutex<Vec<Recorded>>,
@@ -279,6 +294,7 @@ impl Upstream {
             .expect("upstream runtime");
         let shared = Arc::new(Shared {
             requests: AtomicU64::new(0),
+            ws: std::sync::Mutex::new(Vec::new()),
             digested: AtomicU64::new(0),
             recorded: std::sync::Mutex::new(Vec::new()),
             sse: tokio::sync::Notify::new(),
@@ -345,6 +361,15 @@ impl Upstream {
     pub fn recorded(&self) -> Vec<Recorded> {
         self.shared
             .recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Everything the `/ws` route received so far, in order.
+    pub fn ws_events(&self) -> Vec<WsEvent> {
+        self.shared
+            .ws
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -516,6 +541,8 @@ async fn route(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
         );
         r
     } else if path.ends_with("/ws") {
+        return ws_echo(req, sh);
+    } else if path.ends_with("/ws-raw") {
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(up) = on.await {
@@ -562,6 +589,97 @@ async fn route(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
         h.insert("x-up-path", v);
     }
     resp
+}
+
+/// The `/ws` route: a WebSocket echo server that keeps what it received.
+fn ws_echo(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let headers: Vec<(String, Vec<u8>)> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    sh.recorded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Recorded {
+            method: req.method().to_string(),
+            uri: uri.clone(),
+            headers,
+            body: Vec::new(),
+        });
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let cfg = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(up),
+            Role::Server,
+            Some(cfg),
+        )
+        .await;
+        let keep = |e: WsEvent| sh.ws.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+        while let Some(Ok(m)) = ws.next().await {
+            let echo = match &m {
+                Message::Text(t) => {
+                    keep(WsEvent::Text(t.as_bytes().to_vec()));
+                    true
+                }
+                Message::Binary(b) => {
+                    keep(WsEvent::Binary(b.to_vec()));
+                    true
+                }
+                Message::Ping(p) => {
+                    keep(WsEvent::Ping(p.to_vec()));
+                    false
+                }
+                Message::Close(f) => {
+                    keep(WsEvent::Close(f.as_ref().map(|f| u16::from(f.code))));
+                    false
+                }
+                _ => false,
+            };
+            if echo && ws.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&crate::ws::accept_key(&key)) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if uri.contains("ext=1") {
+        h.insert(
+            http::header::SEC_WEBSOCKET_EXTENSIONS,
+            http::HeaderValue::from_static("permessage-deflate"),
+        );
+    }
+    r
 }
 
 /// An mpsc receiver as a `Stream` (no extra crate needed).

@@ -433,31 +433,15 @@ async fn websocket_echo_through_connect() {
     let up = Upstream::start(&ca, &["up.test"]);
     let gate = Gate::start(&[("up.test", up.addr())], ca.cert_path(), "");
     let authority = format!("up.test:{}", up.port());
-    let (tcp, head) = connect_tunnel(gate.fwd, &authority).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let cfg = rustls_client(&[pem_der(&gate.ca_cert())], &[b"http/1.1"]);
-    let name = rustls::pki_types::ServerName::try_from("up.test").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(name, tcp)
+    // Messages are inspected (tests/websocket.rs); clean ones come back byte for byte.
+    let mut ws = gate_tests::ws::open(gate.fwd, &gate.ca_cert(), &authority, "/ws", &[])
         .await
-        .unwrap();
-    tls.write_all(
-        format!(
-            "GET /ws HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let head = read_head(&mut tls).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        .client();
     for round in 0..3u64 {
         let msg = noise(10_000 + round as usize, round + 1);
-        tls.write_all(&msg).await.unwrap();
-        let mut got = vec![0u8; msg.len()];
-        tls.read_exact(&mut got).await.unwrap();
-        assert!(got == msg, "round {round} differs");
+        ws.binary(&msg).await;
+        let (text, got) = ws.recv_data().await;
+        assert!(!text && got == msg, "round {round} differs");
     }
 }
 

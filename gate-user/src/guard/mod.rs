@@ -6,6 +6,7 @@
 pub mod cached;
 pub mod provider;
 mod stream;
+mod websocket;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -661,6 +662,16 @@ impl Inspector for Guard {
 
     fn scrub_path(&self, path: &str) -> String {
         self.inner.scrub_path(path)
+    }
+
+    fn websocket(
+        &self,
+        info: &RequestInfo,
+    ) -> Result<Box<dyn crate::proxy::MessageInspector>, Refusal> {
+        Ok(Box::new(websocket::MessageGuard {
+            guard: self.inner.clone(),
+            info: info.clone(),
+        }))
     }
 }
 

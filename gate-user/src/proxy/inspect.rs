@@ -1,6 +1,7 @@
 //! The hook where the scanner meets the traffic: every intercepted request head and body chunk
 //! passes through an [`Inspector`] before it is forwarded, and every response through its
-//! response side (placeholder restore). The default, [`PassThrough`], changes nothing.
+//! response side (placeholder restore); so does every WebSocket message after an upgrade. The
+//! default, [`PassThrough`], changes nothing.
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -98,6 +99,41 @@ pub trait Inspector: Send + Sync + 'static {
     fn scrub_path(&self, path: &str) -> String {
         path.to_string()
     }
+
+    /// Called once a WebSocket upgrade to an intercepted host has been accepted (101); returns
+    /// what sees the connection's data messages. The default passes them unchanged.
+    fn websocket(&self, _info: &RequestInfo) -> Result<Box<dyn MessageInspector>, Refusal> {
+        Ok(Box::new(PassThrough))
+    }
+}
+
+/// One WebSocket data message, whole: its fragments joined and unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsMessage {
+    /// A text message (UTF-8) rather than a binary one.
+    pub text: bool,
+    pub data: Bytes,
+}
+
+/// What becomes of a data message the agent sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsVerdict {
+    /// Send this to the upstream as one message of the same kind (unchanged or rewritten).
+    Forward(Bytes),
+    /// Send nothing of it; close the connection, telling the agent this (policy violation,
+    /// close code 1008). One line, never the secret.
+    Block(String),
+}
+
+/// Sees the data messages of one WebSocket connection after its upgrade. Control frames never
+/// reach it: the proxy answers pings and closes on each side itself.
+pub trait MessageInspector: Send + Sync + 'static {
+    /// A message from the agent, before any of it goes upstream. An error closes the
+    /// connection on both sides (fail closed).
+    fn outbound(&self, msg: &WsMessage) -> Result<WsVerdict, Refusal>;
+    /// A message from the upstream; returns what the agent gets instead (a text message must
+    /// stay UTF-8). An error closes the connection.
+    fn inbound(&self, msg: &WsMessage) -> Result<Bytes, Refusal>;
 }
 
 /// Forwards everything unchanged.
@@ -118,6 +154,15 @@ impl Inspector for PassThrough {
         _head: &mut http::response::Parts,
     ) -> Result<Option<Box<dyn BodyInspector>>, Refusal> {
         Ok(None)
+    }
+}
+
+impl MessageInspector for PassThrough {
+    fn outbound(&self, msg: &WsMessage) -> Result<WsVerdict, Refusal> {
+        Ok(WsVerdict::Forward(msg.data.clone()))
+    }
+    fn inbound(&self, msg: &WsMessage) -> Result<Bytes, Refusal> {
+        Ok(msg.data.clone())
     }
 }
 

@@ -346,7 +346,11 @@ impl Proxy {
             return Err(fail(e));
         }
         let (mut parts, body) = req.into_parts();
-        let upgrade = parts.version == Version::HTTP_11 && is_upgrade(&parts.headers);
+        let inspect = verdict != HostVerdict::Passthrough;
+        // Intercepted: WebSocket only, inspected (h2c is served as HTTP/1.1, others refused).
+        let upgrade = parts.version == Version::HTTP_11
+            && is_upgrade(&parts.headers)
+            && (!inspect || super::websocket::admit(&mut parts.headers).map_err(fail)?);
         let client_upgrade = if upgrade {
             parts.extensions.remove::<OnUpgrade>()
         } else {
@@ -379,7 +383,6 @@ impl Proxy {
             path_and_query: t.path_and_query.clone(),
             client: ctx.client.clone(),
         };
-        let inspect = verdict != HostVerdict::Passthrough;
         let plan = if inspect {
             self.inspector
                 .request(&info, &mut parts)
@@ -442,6 +445,14 @@ impl Proxy {
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
             let up = rparts.extensions.remove::<OnUpgrade>();
             match (client_upgrade, up) {
+                (Some(c), Some(u)) if inspect => {
+                    super::websocket::check_switch(&t.host, &rparts.headers).map_err(fail)?;
+                    let insp = self
+                        .inspector
+                        .websocket(&info)
+                        .map_err(|r| fail(ProxyError::from(r)))?;
+                    tokio::spawn(self.clone().relay_websocket(info, insp, c, u));
+                }
                 (Some(c), Some(u)) => {
                     let host = t.host.clone();
                     tokio::spawn(async move {

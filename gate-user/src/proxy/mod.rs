@@ -12,6 +12,7 @@ mod interim;
 pub mod mitm;
 pub mod tunnel;
 pub mod upstream;
+pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,7 +27,10 @@ use crate::config::Settings;
 use crate::policy::HostVerdict;
 
 pub use error::{Origin, ProxyError};
-pub use inspect::{BodyInspector, Inspector, PassThrough, Refusal, RequestInfo, RequestPlan};
+pub use inspect::{
+    BodyInspector, Inspector, MessageInspector, PassThrough, Refusal, RequestInfo, RequestPlan,
+    WsMessage, WsVerdict,
+};
 
 use detect::{Detected, Prefixed};
 

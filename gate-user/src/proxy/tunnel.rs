@@ -1,5 +1,6 @@
 //! Byte tunnels: passthrough hosts and allowed raw TCP (counted for the audit log), and
-//! WebSocket (or any HTTP/1.1 upgrade) connections after the 101 response.
+//! HTTP/1.1 upgrades to hosts gate does not inspect (passthrough) after the 101 response.
+//! Upgrades to intercepted hosts are WebSocket only, relayed message by message (websocket.rs).
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -49,3 +49,27 @@ pub fn gate_bin() -> PathBuf {
 pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// A fake AWS access key id, assembled at run time so no file holds one whole.
+pub fn aws_key() -> String {
+    format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH")
+}
+
+/// A fake GitHub token, assembled at run time like [`aws_key`].
+pub fn github_token() -> String {
+    format!("ghp_{}{}", "aB3dE5fG7hJ9kL1mN2pQ4", "rS6tU8vW0xY2zA4")
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}

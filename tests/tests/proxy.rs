@@ -10,22 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use gate_tests::upstream::{Alpn, CertKind, Options, TestCa, Upstream, fnv64};
-use gate_tests::util::gate_bin;
+use gate_tests::util::{gate_bin, noise};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
 
 /// A running `gate serve` with its own data, audit and config directories.
 struct Gate {

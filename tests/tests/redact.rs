@@ -7,15 +7,7 @@ use std::process::Command;
 use gate::redact::encoding::{self, Coding};
 use gate_tests::serve::Served;
 use gate_tests::upstream::{Recorded, TestCa, Upstream};
-use gate_tests::util::require_root;
-
-fn aws_key() -> String {
-    format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH")
-}
-
-fn github_token() -> String {
-    format!("ghp_{}{}", "aB3dE5fG7hJ9kL1mN2pQ4", "rS6tU8vW0xY2zA4")
-}
+use gate_tests::util::{aws_key, github_token, require_root};
 
 fn setup() -> (tempfile::TempDir, TestCa, Upstream) {
     let dir = tempfile::tempdir().unwrap();

@@ -6,17 +6,10 @@ use std::time::{Duration, Instant};
 
 use gate_tests::serve::Served;
 use gate_tests::upstream::{Options, TestCa, Upstream, WsEvent};
+use gate_tests::util::{aws_key, github_token, noise};
 use gate_tests::ws::{self, Message, Opened};
 
 const HOST: &str = "api.test";
-
-fn aws_key() -> String {
-    format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH")
-}
-
-fn github_token() -> String {
-    format!("ghp_{}{}", "aB3dE5fG7hJ9kL1mN2pQ4", "rS6tU8vW0xY2zA4")
-}
 
 fn setup() -> (tempfile::TempDir, TestCa, Upstream) {
     let dir = tempfile::tempdir().unwrap();
@@ -55,20 +48,6 @@ fn data_events(ev: &[WsEvent]) -> Vec<&WsEvent> {
 
 fn text(s: &str) -> WsEvent {
     WsEvent::Text(s.as_bytes().to_vec())
-}
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The compiled database behind [`Scanner`]: an Aho-Corasick keyword prefilter picks the rules
 //! worth confirming and the byte windows around each keyword hit; the rule's regex (a lazy DFA
-//! over bytes, ASCII-only classes and word boundaries) then runs only inside those windows.
+//! over bytes, ASCII-only classes and word boundaries) then runs only inside those windows,
+//! anchored at the hits when every match of the regex begins with a keyword.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -8,9 +9,13 @@ use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{Anchored, MatchKind};
 use regex_automata::meta::{self, Regex};
-use regex_automata::util::syntax;
-use regex_automata::{Input, PatternID};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::util::primitives::NonMaxUsize;
+use regex_automata::{Anchored as ReAnchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Hir, HirKind};
+
+use crate::anchor::{factor, keyword_led};
 
 use crate::entropy::shannon_entropy;
 use crate::error::ScanError;
@@ -53,30 +58,39 @@ impl ScanConfig {
 }
 
 pub(crate) struct CompiledRegex {
-    pub(crate) regex: Regex,
+    pub(crate) confirm: Confirm,
     /// Capture group index that holds the secret.
     pub(crate) group: Option<usize>,
     /// Window reach: the longest match this regex can produce (capped).
     pub(crate) reach: usize,
 }
 
-fn syntax_config() -> syntax::Config {
-    syntax::Config::new().unicode(false).utf8(false)
+/// How a rule's regex is confirmed in the windows its keyword hits open.
+pub(crate) enum Confirm {
+    /// Unanchored search over each merged window (lazy DFA; then a capture search on each
+    /// match for the secret group).
+    Window(Regex),
+    /// Every match begins with a keyword: an anchored search at each keyword hit in the
+    /// window (most fail within a few bytes).
+    Anchored(Regex),
 }
 
-/// Checks a rule pattern without building its automata (cheap, for loading rule files):
-/// syntax, not matching the empty string, the secret group existing. Returns the window reach.
-pub(crate) fn check_pattern(
-    pattern: &str,
-    secret_group: Option<usize>,
-    max_len: Option<usize>,
-) -> Result<usize, String> {
-    let hir = regex_syntax::ParserBuilder::new()
+fn parse(pattern: &str) -> Result<Hir, String> {
+    regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
         .parse(pattern)
-        .map_err(|e| regex_error(&e.to_string()))?;
+        .map_err(|e| regex_error(&e.to_string()))
+}
+
+/// Checks a parsed rule pattern: not matching the empty string, the secret group existing.
+/// Returns the window reach.
+fn check_hir(
+    hir: &Hir,
+    secret_group: Option<usize>,
+    max_len: Option<usize>,
+) -> Result<usize, String> {
     let props = hir.properties();
     if props.minimum_len() == Some(0) {
         return Err("pattern can match the empty string".to_string());
@@ -94,31 +108,67 @@ pub(crate) fn check_pattern(
     Ok(reach.clamp(1, MAX_REACH))
 }
 
+/// Checks a rule pattern without building its automata (cheap, for loading rule files):
+/// syntax, not matching the empty string, the secret group existing. Returns the window reach.
+pub(crate) fn check_pattern(
+    pattern: &str,
+    secret_group: Option<usize>,
+    max_len: Option<usize>,
+) -> Result<usize, String> {
+    check_hir(&parse(pattern)?, secret_group, max_len)
+}
+
+/// The index of the capture group named `name`, if any.
+fn named_group(hir: &Hir, name: &str) -> Option<usize> {
+    if let HirKind::Capture(cap) = hir.kind()
+        && cap.name.as_deref() == Some(name)
+    {
+        return usize::try_from(cap.index).ok();
+    }
+    hir.kind()
+        .subs()
+        .iter()
+        .find_map(|sub| named_group(sub, name))
+}
+
 /// Compiles a rule pattern for the hot path: bytes, no Unicode classes or word boundaries.
+/// `keywords`: the rule's keywords when every occurrence of one (in any ASCII case) is a
+/// prefilter hit; a regex whose every match begins with one of them is then confirmed by
+/// anchored searches at the hits. `optimized`: keyword alternations are factored into tries
+/// (same matches; lets the capture search run as a one-pass DFA) and a regex without a secret
+/// group keeps no capture states; `false` builds the regex as the first engine did (the
+/// reference of the differential tests).
 pub(crate) fn compile_regex(
     pattern: &str,
     secret_group: Option<usize>,
     max_len: Option<usize>,
+    keywords: Option<&[String]>,
+    optimized: bool,
 ) -> Result<CompiledRegex, String> {
-    let reach = check_pattern(pattern, secret_group, max_len)?;
+    let hir = parse(pattern)?;
+    let reach = check_hir(&hir, secret_group, max_len)?;
+    let group = named_group(&hir, "secret").or(secret_group);
+    let anchored = keywords.is_some_and(|k| keyword_led(&hir, k));
+    let hir = if optimized { factor(&hir) } else { hir };
     let regex = Regex::builder()
-        .syntax(syntax_config())
         .configure(
             meta::Config::new()
                 .utf8_empty(false)
+                .which_captures(if group.is_none() && optimized {
+                    WhichCaptures::Implicit
+                } else {
+                    WhichCaptures::All
+                })
                 .hybrid_cache_capacity(4 * 1024 * 1024),
         )
-        .build(pattern)
+        .build_from_hir(&hir)
         .map_err(|e| regex_error(&e.to_string()))?;
-    let named = regex.group_info().to_index(PatternID::ZERO, "secret");
-    let group = match (named, secret_group) {
-        (Some(g), _) => Some(g),
-        (None, Some(g)) if g < regex.group_info().group_len(PatternID::ZERO) => Some(g),
-        (None, Some(g)) => return Err(format!("secret group {g} does not exist in the pattern")),
-        (None, None) => None,
-    };
     Ok(CompiledRegex {
-        regex,
+        confirm: if anchored {
+            Confirm::Anchored(regex)
+        } else {
+            Confirm::Window(regex)
+        },
         group,
         reach,
     })
@@ -398,6 +448,12 @@ static NEXT_FINGERPRINT: AtomicU64 = AtomicU64::new(1);
 impl Scanner {
     /// Compiles the rules, the known values and (if asked) the entropy detector.
     pub fn new(config: ScanConfig) -> Result<Scanner, ScanError> {
+        Scanner::build(config, false)
+    }
+
+    /// `reference`: every rule confirmed by unanchored searches over merged windows of its
+    /// unfactored regex (the engine before anchored confirmation), for differential tests.
+    pub(crate) fn build(config: ScanConfig, reference: bool) -> Result<Scanner, ScanError> {
         let mut sources: Vec<(Rule, Source)> = config
             .rules
             .rules()
@@ -423,19 +479,25 @@ impl Scanner {
         };
         let mut always = Vec::new();
         for (idx, (rule, source)) in sources.into_iter().enumerate() {
-            let regex = compile_regex(&rule.pattern, rule.secret_group, rule.max_len).map_err(
-                |reason| ScanError::RuleFile {
-                    file: rule.file.to_string(),
-                    line: rule.line,
-                    reason: format!("rule `{}`: {reason}", rule.id),
-                },
-            )?;
             let idx = u32::try_from(idx).map_err(|_| ScanError::Build("too many rules".into()))?;
             let (kws, exact) = if rule.keywords.is_empty() {
                 (derive_keywords(&rule.pattern), false)
             } else {
                 (rule.keywords.clone(), rule.case_sensitive_keywords)
             };
+            let anchor_keywords = (!reference && !exact && !kws.is_empty()).then_some(&kws[..]);
+            let regex = compile_regex(
+                &rule.pattern,
+                rule.secret_group,
+                rule.max_len,
+                anchor_keywords,
+                !reference,
+            )
+            .map_err(|reason| ScanError::RuleFile {
+                file: rule.file.to_string(),
+                line: rule.line,
+                reason: format!("rule `{}`: {reason}", rule.id),
+            })?;
             if kws.is_empty() {
                 always.push(idx);
             }
@@ -531,7 +593,9 @@ impl Scanner {
                 .inner
                 .rules
                 .iter()
-                .map(|r| r.regex.regex.memory_usage())
+                .map(|r| match &r.regex.confirm {
+                    Confirm::Window(regex) | Confirm::Anchored(regex) => regex.memory_usage(),
+                })
                 .sum::<usize>()
     }
 
@@ -557,7 +621,7 @@ impl Scanner {
         let mut out = Vec::new();
         // Per rule: merged windows (start, end) to confirm in.
         let mut slot = vec![u32::MAX; inner.rules.len()];
-        let mut active: Vec<(u32, Vec<(usize, usize)>)> = Vec::new();
+        let mut active: Vec<Active> = Vec::new();
         let known_id: Arc<str> = "known-value".into();
         let known_service: Arc<str> = "known value".into();
         if let Some(prefilter) = &inner.prefilter {
@@ -592,10 +656,17 @@ impl Scanner {
                     let s = &mut slot[r as usize];
                     if *s == u32::MAX {
                         *s = active.len() as u32;
-                        active.push((r, vec![(ws, we)]));
-                        continue;
+                        active.push(Active {
+                            rule: r,
+                            windows: Vec::new(),
+                            starts: Vec::new(),
+                        });
                     }
-                    let wins = &mut active[*s as usize].1;
+                    let a = &mut active[*s as usize];
+                    if matches!(rule.regex.confirm, Confirm::Anchored(_)) {
+                        a.starts.push(hit.start);
+                    }
+                    let wins = &mut a.windows;
                     match wins.last_mut() {
                         Some(last) if ws <= last.1 => {
                             last.0 = last.0.min(ws);
@@ -607,28 +678,115 @@ impl Scanner {
             }
         }
         for &r in &inner.always {
-            active.push((r, vec![(0, data.len())]));
+            active.push(Active {
+                rule: r,
+                windows: vec![(0, data.len())],
+                starts: Vec::new(),
+            });
         }
-        for (r, wins) in &active {
-            let rule = &inner.rules[*r as usize];
-            for &(ws, we) in wins {
-                confirm(rule, data, ws, we, &mut out);
+        for a in &mut active {
+            let rule = &inner.rules[a.rule as usize];
+            match &rule.regex.confirm {
+                Confirm::Window(regex) => {
+                    for &(ws, we) in &a.windows {
+                        confirm_window(rule, regex, data, ws, we, &mut out);
+                    }
+                }
+                Confirm::Anchored(regex) => {
+                    a.starts.sort_unstable();
+                    a.starts.dedup();
+                    for &(ws, we) in &a.windows {
+                        let from = a.starts.partition_point(|&p| p < ws);
+                        let mut cursor = ws;
+                        for &p in &a.starts[from..] {
+                            if p >= we {
+                                break;
+                            }
+                            if p < cursor {
+                                continue;
+                            }
+                            if let Some((end, secret)) =
+                                match_at(regex, rule.regex.group, data, p, we)
+                            {
+                                cursor = end;
+                                if let Some((s, e)) = secret {
+                                    accept(rule, data, s, e, &mut out);
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         out
     }
 }
 
-fn confirm(rule: &CompiledRule, data: &[u8], ws: usize, we: usize, out: &mut Vec<Finding>) {
+/// A rule some keyword hit asked to confirm.
+struct Active {
+    rule: u32,
+    /// Merged windows (start, end) around its hits.
+    windows: Vec<(usize, usize)>,
+    /// Where its hits start (anchored rules only).
+    starts: Vec<usize>,
+}
+
+/// Capture slots kept on the stack for an anchored search (the match and groups 1 to 15).
+const SLOTS: usize = 32;
+
+/// The leftmost-first match of `regex` that starts exactly at `at` and ends by `end`: its end
+/// and the secret span (the whole match without a group; `None` when the group did not take
+/// part in the match).
+fn match_at(
+    regex: &Regex,
+    group: Option<usize>,
+    data: &[u8],
+    at: usize,
+    end: usize,
+) -> Option<(usize, Option<(usize, usize)>)> {
+    let mut input = Input::new(data).span(at..end).anchored(ReAnchored::Yes);
+    // The lazy DFA says cheaply whether there is a match (most hits have none) and where it
+    // ends; only then is the capture search (one-pass DFA) run, on the match alone.
+    let m = regex.search_half(&input)?;
+    let Some(g) = group else {
+        return Some((m.offset(), Some((at, m.offset()))));
+    };
+    input.set_end(m.offset());
+    let n = 2 * (g + 1);
+    let mut stack = [None::<NonMaxUsize>; SLOTS];
+    let mut heap = Vec::new();
+    let slots = match stack.get_mut(..n) {
+        Some(s) => s,
+        None => {
+            heap.resize(n, None);
+            &mut heap[..]
+        }
+    };
+    regex.search_slots(&input, slots)?;
+    let get = |i: usize| slots.get(i).copied().flatten().map(NonMaxUsize::get);
+    let match_end = get(1)?;
+    Some((match_end, get(2 * g).zip(get(2 * g + 1))))
+}
+
+/// Confirms `rule` by an unanchored search over `data[ws..we]`: the leftmost-first matches
+/// that do not overlap, as `find_iter` gives them.
+fn confirm_window(
+    rule: &CompiledRule,
+    regex: &Regex,
+    data: &[u8],
+    ws: usize,
+    we: usize,
+    out: &mut Vec<Finding>,
+) {
     let input = Input::new(data).span(ws..we);
     match rule.regex.group {
         None => {
-            for m in rule.regex.regex.find_iter(input) {
+            for m in regex.find_iter(input) {
                 accept(rule, data, m.start(), m.end(), out);
             }
         }
         Some(g) => {
-            for caps in rule.regex.regex.captures_iter(input) {
+            for caps in regex.captures_iter(input) {
                 if let Some(span) = caps.get_group(g) {
                     accept(rule, data, span.start, span.end, out);
                 }

@@ -5,17 +5,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aho_corasick::automaton::{Automaton, StateID};
-use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind};
 use regex_automata::meta::{self, Regex};
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::primitives::NonMaxUsize;
-use regex_automata::{Anchored as ReAnchored, Input};
+use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Hir, HirKind};
 
 use crate::anchor::{factor, keyword_led};
+use crate::lanes::Prefilter;
 
 use crate::entropy::shannon_entropy;
 use crate::error::ScanError;
@@ -245,147 +243,6 @@ struct Entry {
     exact: Option<Box<[u8]>>,
 }
 
-/// A keyword (or known-value form) occurrence.
-struct Hit {
-    start: usize,
-    end: usize,
-    pattern: u32,
-}
-
-/// Lanes walked in lock step by the prefilter: a DFA walk is bound by the latency of one table
-/// load per byte; independent walks over separate parts of the input overlap those latencies
-/// (about 3x faster than one walk on the build machine).
-const LANES: usize = 4;
-/// Below this size one walk is as fast.
-const LANE_MIN: usize = 16 * 1024;
-
-/// The Aho-Corasick DFA behind the keyword prefilter, walked by hand so that several parts of
-/// the input are scanned in lock step.
-struct Prefilter {
-    dfa: DFA,
-    start: StateID,
-    max_len: usize,
-}
-
-impl Prefilter {
-    fn new(patterns: &[Vec<u8>]) -> Result<Prefilter, ScanError> {
-        let dfa = DFA::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .prefilter(false)
-            .build(patterns)
-            .map_err(|e| ScanError::Build(format!("keyword prefilter: {e}")))?;
-        let start = dfa
-            .start_state(Anchored::No)
-            .map_err(|e| ScanError::Build(format!("keyword prefilter: {e}")))?;
-        let max_len = dfa.max_pattern_len();
-        Ok(Prefilter {
-            dfa,
-            start,
-            max_len,
-        })
-    }
-
-    /// Records the matches of state `sid`, reached after the byte at `pos`.
-    #[inline(always)]
-    fn record(&self, sid: StateID, pos: usize, out: &mut Vec<Hit>) {
-        if !self.dfa.is_match(sid) {
-            return;
-        }
-        let end = pos + 1;
-        for i in 0..self.dfa.match_len(sid) {
-            let pid = self.dfa.match_pattern(sid, i);
-            out.push(Hit {
-                start: end.saturating_sub(self.dfa.pattern_len(pid)),
-                end,
-                pattern: pid.as_u32(),
-            });
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn record_lanes(
-        &self,
-        states: [StateID; LANES],
-        i: usize,
-        seg: usize,
-        lanes: &mut [Vec<Hit>; LANES],
-    ) {
-        for (k, (sid, out)) in states.into_iter().zip(lanes).enumerate() {
-            self.record(sid, k * seg + i, out);
-        }
-    }
-
-    /// Walks `data[from..to]` from state `sid`, recording matches; returns the final state.
-    fn walk(
-        &self,
-        data: &[u8],
-        from: usize,
-        to: usize,
-        mut sid: StateID,
-        out: &mut Vec<Hit>,
-    ) -> StateID {
-        for (pos, &b) in data.iter().enumerate().take(to).skip(from) {
-            sid = self.dfa.next_state(Anchored::No, sid, b);
-            if self.dfa.is_special(sid) {
-                self.record(sid, pos, out);
-            }
-        }
-        sid
-    }
-
-    /// The state after reading the bytes just before `at` (enough of them for any pattern).
-    fn warm_up(&self, data: &[u8], at: usize) -> StateID {
-        let from = at.saturating_sub(self.max_len.saturating_sub(1));
-        data[from..at].iter().fold(self.start, |sid, &b| {
-            self.dfa.next_state(Anchored::No, sid, b)
-        })
-    }
-
-    /// Every occurrence of every pattern (overlapping), ordered by end offset.
-    fn hits(&self, data: &[u8]) -> Vec<Hit> {
-        let n = data.len();
-        let mut out = Vec::new();
-        if n < LANE_MIN {
-            self.walk(data, 0, n, self.start, &mut out);
-            return out;
-        }
-        // Four lanes of `seg` bytes each, walked in lock step; lane k starts from the state a
-        // walk over the bytes before k * seg would have, so it sees every match ending in it.
-        let seg = n / LANES;
-        let (d0, rest) = data.split_at(seg);
-        let (d1, rest) = rest.split_at(seg);
-        let (d2, rest) = rest.split_at(seg);
-        let d3 = &rest[..seg];
-        let mut s0 = self.start;
-        let mut s1 = self.warm_up(data, seg);
-        let mut s2 = self.warm_up(data, 2 * seg);
-        let mut s3 = self.warm_up(data, 3 * seg);
-        let mut lanes: [Vec<Hit>; LANES] = Default::default();
-        let dfa = &self.dfa;
-        let bytes = d0.iter().zip(d1).zip(d2).zip(d3);
-        for (i, (((&b0, &b1), &b2), &b3)) in bytes.enumerate() {
-            s0 = dfa.next_state(Anchored::No, s0, b0);
-            s1 = dfa.next_state(Anchored::No, s1, b1);
-            s2 = dfa.next_state(Anchored::No, s2, b2);
-            s3 = dfa.next_state(Anchored::No, s3, b3);
-            // The DFA numbers its special (match, dead) states first, so one comparison on the
-            // smallest state tells whether any lane needs a look.
-            if dfa.is_special(s0.min(s1).min(s2.min(s3))) {
-                self.record_lanes([s0, s1, s2, s3], i, seg, &mut lanes);
-            }
-        }
-        let [first, l1, l2, mut l3] = lanes;
-        self.walk(data, LANES * seg, n, s3, &mut l3);
-        out = first;
-        out.extend(l1);
-        out.extend(l2);
-        out.extend(l3);
-        out
-    }
-}
-
 struct Inner {
     rules: Vec<CompiledRule>,
     /// One automaton for every keyword and every known-value form (ASCII case-insensitive,
@@ -588,7 +445,7 @@ impl Scanner {
         self.inner
             .prefilter
             .as_ref()
-            .map_or(0, |p| p.dfa.memory_usage())
+            .map_or(0, Prefilter::memory_usage)
             + self
                 .inner
                 .rules
@@ -744,7 +601,7 @@ fn match_at(
     at: usize,
     end: usize,
 ) -> Option<(usize, Option<(usize, usize)>)> {
-    let mut input = Input::new(data).span(at..end).anchored(ReAnchored::Yes);
+    let mut input = Input::new(data).span(at..end).anchored(Anchored::Yes);
     // The lazy DFA says cheaply whether there is a match (most hits have none) and where it
     // ends; only then is the capture search (one-pass DFA) run, on the match alone.
     let m = regex.search_half(&input)?;
@@ -1016,53 +873,6 @@ mod tests {
             1
         );
         assert!(s.scan(b"key = kCMSEncoderDigestAlgorithmSHA256").is_empty());
-    }
-
-    #[test]
-    fn lane_walk_finds_exactly_what_one_walk_finds() {
-        let patterns: Vec<Vec<u8>> = ["ghp_", "sk-ant-", "sk-", "password", "key-", "akia", "a"]
-            .iter()
-            .map(|p| p.as_bytes().to_vec())
-            .collect();
-        let pf = Prefilter::new(&patterns).unwrap();
-        let reference = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&patterns)
-            .unwrap();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for size in [0, 1, 100, LANE_MIN - 1, LANE_MIN, LANE_MIN + 3, 100_003] {
-            let mut data: Vec<u8> = (0..size)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    b"abcdefghijklmnopqrstuvwxyzKPS_-"[(x % 31) as usize]
-                })
-                .collect();
-            // Plant keywords across every lane boundary.
-            for k in 1..LANES {
-                let at = (size / LANES * k).saturating_sub(3);
-                for (i, b) in b"Sk-AnT-".iter().enumerate() {
-                    if at + i < size {
-                        data[at + i] = *b;
-                    }
-                }
-            }
-            let got: Vec<(usize, usize, u32)> = pf
-                .hits(&data)
-                .iter()
-                .map(|h| (h.start, h.end, h.pattern))
-                .collect();
-            let mut want: Vec<(usize, usize, u32)> = reference
-                .find_overlapping_iter(&data)
-                .map(|m| (m.start(), m.end(), m.pattern().as_u32()))
-                .collect();
-            let mut sorted = got.clone();
-            sorted.sort();
-            want.sort();
-            assert_eq!(sorted, want, "size {size}");
-            assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "ordered by end");
-        }
     }
 
     #[test]

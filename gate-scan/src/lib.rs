@@ -19,6 +19,7 @@ mod entropy;
 mod error;
 mod finding;
 mod known_values;
+mod lanes;
 mod rules;
 mod stream;
 

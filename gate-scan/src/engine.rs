@@ -567,7 +567,7 @@ impl Scanner {
                             {
                                 cursor = end;
                                 if let Some((s, e)) = secret {
-                                    accept(rule, data, s, e, &mut out);
+                                    accept(rule, data, p, s, e, &mut out);
                                 }
                             }
                         }
@@ -639,20 +639,29 @@ fn confirm_window(
     match rule.regex.group {
         None => {
             for m in regex.find_iter(input) {
-                accept(rule, data, m.start(), m.end(), out);
+                accept(rule, data, m.start(), m.start(), m.end(), out);
             }
         }
         Some(g) => {
             for caps in regex.captures_iter(input) {
-                if let Some(span) = caps.get_group(g) {
-                    accept(rule, data, span.start, span.end, out);
+                if let (Some(m), Some(span)) = (caps.get_match(), caps.get_group(g)) {
+                    accept(rule, data, m.start(), span.start, span.end, out);
                 }
             }
         }
     }
 }
 
-fn accept(rule: &CompiledRule, data: &[u8], start: usize, end: usize, out: &mut Vec<Finding>) {
+/// Reports `data[start..end]`, the secret of a match of `rule` that begins at `match_start`,
+/// unless the rule's filters (entropy, placeholders, randomness) reject it.
+fn accept(
+    rule: &CompiledRule,
+    data: &[u8],
+    match_start: usize,
+    start: usize,
+    end: usize,
+    out: &mut Vec<Finding>,
+) {
     let Some(secret) = data.get(start..end) else {
         return;
     };
@@ -667,7 +676,9 @@ fn accept(rule: &CompiledRule, data: &[u8], start: usize, end: usize, out: &mut 
     if rule.generic && looks_like_placeholder(secret) {
         return;
     }
-    if rule.source == Source::Entropy && !looks_random(secret) {
+    if rule.source == Source::Entropy
+        && (!looks_random(secret) || is_websocket_nonce(data, match_start))
+    {
         return;
     }
     out.push(Finding {
@@ -679,6 +690,16 @@ fn accept(rule: &CompiledRule, data: &[u8], start: usize, end: usize, out: &mut 
         confidence: rule.confidence,
         source: rule.source,
     });
+}
+
+/// Whether the match at `match_start` is the `Sec-WebSocket-Key` header: a random nonce every
+/// WebSocket handshake sends in the clear (the server echoes a hash of it), not a credential.
+fn is_websocket_nonce(data: &[u8], match_start: usize) -> bool {
+    const PREFIX: &[u8] = b"sec-websocket-";
+    match_start
+        .checked_sub(PREFIX.len())
+        .and_then(|from| data.get(from..match_start))
+        .is_some_and(|before| before.eq_ignore_ascii_case(PREFIX))
 }
 
 /// The entropy detector's second opinion: random tokens mix in digits and have no long runs of
@@ -873,6 +894,13 @@ mod tests {
             1
         );
         assert!(s.scan(b"key = kCMSEncoderDigestAlgorithmSHA256").is_empty());
+        // The WebSocket handshake nonce (RFC 6455's sample) is public by design.
+        let nonce = format!("{}{}", "dGhlIHNhbXBsZSBub2", "5jZQ==");
+        assert!(
+            s.scan(format!("Sec-WebSocket-Key: {nonce}\r\n").as_bytes())
+                .is_empty()
+        );
+        assert_eq!(s.scan(format!("x-key: {nonce}").as_bytes()).len(), 1);
     }
 
     #[test]

@@ -482,13 +482,13 @@ impl Scanner {
         let known_id: Arc<str> = "known-value".into();
         let known_service: Arc<str> = "known value".into();
         if let Some(prefilter) = &inner.prefilter {
-            for hit in prefilter.hits(data) {
+            for hit in prefilter.hits(data).into_iter().flatten() {
                 let Some(hit_bytes) = data.get(hit.start..hit.end) else {
                     continue;
                 };
                 for entry in &inner.entries[hit.pattern as usize] {
                     if let Some(exact) = &entry.exact
-                        && hit_bytes != &**exact
+                        && (hit_bytes.first() != exact.first() || hit_bytes != &**exact)
                     {
                         continue;
                     }

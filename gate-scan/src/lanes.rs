@@ -166,8 +166,9 @@ impl Prefilter {
         self.trans.len() * 4 + self.match_ranges.len() * 8 + self.matches.len() * 8
     }
 
-    /// Every occurrence of every pattern (overlapping), ordered by end offset.
-    pub(crate) fn hits(&self, data: &[u8]) -> Vec<Hit> {
+    /// Every occurrence of every pattern (overlapping), ordered by end offset: the hits of
+    /// each lane in turn (not copied into one vector).
+    pub(crate) fn hits(&self, data: &[u8]) -> [Vec<Hit>; LANES] {
         macro_rules! sized {
             ($($bits:literal)*) => {
                 match self.trans.len().trailing_zeros() {
@@ -239,12 +240,12 @@ impl Prefilter {
             .fold(0, |sid, &b| t.next(sid, self.classes[usize::from(b)]))
     }
 
-    fn hits_in<T: Table + ?Sized>(&self, t: &T, data: &[u8]) -> Vec<Hit> {
+    fn hits_in<T: Table + ?Sized>(&self, t: &T, data: &[u8]) -> [Vec<Hit>; LANES] {
         let n = data.len();
-        let mut out = Vec::new();
+        let mut lanes: [Vec<Hit>; LANES] = Default::default();
         if n < LANE_MIN {
-            self.walk(t, data, 0, 0, &mut out);
-            return out;
+            self.walk(t, data, 0, 0, &mut lanes[0]);
+            return lanes;
         }
         // Four lanes of `seg` bytes each, walked in lock step; lane k starts from the state a
         // walk over the bytes before k * seg would have, so it sees every match ending in it.
@@ -257,7 +258,9 @@ impl Prefilter {
         let mut s1 = self.warm_up(t, data, seg);
         let mut s2 = self.warm_up(t, data, 2 * seg);
         let mut s3 = self.warm_up(t, data, 3 * seg);
-        let mut lanes: [Vec<Hit>; LANES] = Default::default();
+        for lane in &mut lanes {
+            lane.reserve(seg / 256);
+        }
         // A copy on the stack: addressed from the stack pointer, it frees a register.
         let classes = self.classes;
         let bytes = d0.iter().zip(d1).zip(d2).zip(d3);
@@ -270,14 +273,10 @@ impl Prefilter {
                 self.record_lanes([s0, s1, s2, s3], i, seg, &mut lanes);
             }
         }
-        let [first, l1, l2, mut l3] = lanes;
-        self.walk(t, data, LANES * seg, s3, &mut l3);
-        out = first;
-        out.reserve(l1.len() + l2.len() + l3.len());
-        out.extend(l1);
-        out.extend(l2);
-        out.extend(l3);
-        out
+        if let Some(last) = lanes.last_mut() {
+            self.walk(t, data, LANES * seg, s3, last);
+        }
+        lanes
     }
 }
 
@@ -327,7 +326,8 @@ mod tests {
                 } else {
                     // The checked-indexing walk, for table sizes without a fixed-size walk.
                     pf.hits_in(pf.trans.as_slice(), &data)
-                };
+                }
+                .concat();
                 let got: Vec<(usize, usize, u32)> =
                     hits.iter().map(|h| (h.start, h.end, h.pattern)).collect();
                 let mut sorted = got.clone();
@@ -367,6 +367,7 @@ mod tests {
         want.sort();
         let mut got: Vec<(usize, usize, u32)> = pf
             .hits(&data)
+            .concat()
             .iter()
             .map(|h| (h.start, h.end, h.pattern))
             .collect();

@@ -1,13 +1,8 @@
-//! The keyword prefilter's walk: every keyword and known-value form, found by an Aho-Corasick
-//! DFA whose transition table is copied out of aho-corasick's into a compact form walked by
-//! hand: four parts of the input in lock step (a DFA walk is bound by the latency of one table
+//! The keyword prefilter: every keyword and known-value form, found by an Aho-Corasick DFA
+//! built here in the form its walk wants (byte classes, premultiplied ids) and walked by hand: four parts of the input in lock step (a DFA walk is bound by the latency of one table
 //! load per byte; independent walks overlap those latencies), one table load per byte and lane
 //! through a power-of-two mask (no bounds check), match states marked by a flag bit so that
 //! one test per step tells whether any lane needs a look.
-use aho_corasick::automaton::{Automaton, StateID};
-use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind};
-
 use crate::error::ScanError;
 
 /// A keyword (or known-value form) occurrence.
@@ -72,17 +67,12 @@ fn build_error(e: impl std::fmt::Display) -> ScanError {
 
 impl Prefilter {
     /// An ASCII case-insensitive automaton reporting every (overlapping) occurrence of every
-    /// pattern.
+    /// pattern: a trie over byte classes, completed into a DFA breadth first (a missing
+    /// transition is the failure state's), matches of a state being its own patterns followed
+    /// by its failure state's (the order aho-corasick reports them in).
     pub(crate) fn new(patterns: &[Vec<u8>]) -> Result<Prefilter, ScanError> {
-        let dfa = DFA::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .prefilter(false)
-            .build(patterns)
-            .map_err(build_error)?;
-        let start = dfa.start_state(Anchored::No).map_err(build_error)?;
+        const NONE: u32 = u32::MAX;
         let mut classes = [0u8; 256];
-        let mut reps: Vec<u8> = Vec::new();
         let mut stride: u32 = 1;
         for &b in patterns.iter().flatten() {
             let lower = b.to_ascii_lowercase();
@@ -90,74 +80,107 @@ impl Prefilter {
                 let class = u8::try_from(stride).map_err(build_error)?;
                 classes[usize::from(lower)] = class;
                 classes[usize::from(b.to_ascii_uppercase())] = class;
-                reps.push(lower);
                 stride += 1;
             }
         }
-        // Class 0 stands for the bytes of no pattern (if there are any).
-        let other = (0..=255u8).find(|&b| classes[usize::from(b)] == 0);
-        // Breadth first from the start state: shallow (hot) states get nearby ids.
-        let mut index_of: Vec<u32> = Vec::new();
-        let mut order: Vec<StateID> = Vec::new();
-        let mut slot = |sid: StateID, order: &mut Vec<StateID>| -> Result<u32, ScanError> {
-            let k = sid.as_usize();
-            if index_of.len() <= k {
-                index_of.resize(k + 1, u32::MAX);
+        let width = stride as usize;
+        // The trie: `goto[s * width + c]` is the child of node `s` on class `c`.
+        let mut goto: Vec<u32> = vec![NONE; width];
+        let mut own: Vec<Vec<u32>> = vec![Vec::new()];
+        let mut max_len = 0;
+        for (pid, p) in patterns.iter().enumerate() {
+            if p.is_empty() {
+                return Err(build_error("empty keyword"));
             }
-            if index_of[k] == u32::MAX {
-                index_of[k] = u32::try_from(order.len()).map_err(build_error)?;
-                order.push(sid);
-            }
-            Ok(index_of[k])
-        };
-        slot(start, &mut order)?;
-        let mut rows: Vec<u32> = Vec::new();
-        let mut i = 0;
-        while let Some(&sid) = order.get(i) {
-            let row = std::iter::once(other)
-                .chain(reps.iter().map(|&b| Some(b)))
-                .map(|rep| match rep {
-                    Some(b) => {
-                        let next = dfa.next_state(Anchored::No, sid, b);
-                        let idx = slot(next, &mut order)?;
-                        Ok((idx, dfa.is_match(next)))
-                    }
-                    None => Ok((0, false)),
-                })
-                .collect::<Result<Vec<_>, ScanError>>()?;
-            for (idx, is_match) in row {
-                let id = u64::from(idx) * u64::from(stride);
-                if id + u64::from(stride) > MAX_TABLE as u64 {
-                    return Err(build_error("too many keywords and known values"));
+            max_len = max_len.max(p.len());
+            let mut node = 0usize;
+            for &b in p {
+                let at = node * width + usize::from(classes[usize::from(b)]);
+                if goto[at] == NONE {
+                    let child = u32::try_from(own.len()).map_err(build_error)?;
+                    goto[at] = child;
+                    goto.resize(goto.len() + width, NONE);
+                    own.push(Vec::new());
                 }
-                rows.push(id as u32 | if is_match { MATCH } else { 0 });
+                node = goto[at] as usize;
+            }
+            own[node].push(u32::try_from(pid).map_err(build_error)?);
+        }
+        let nodes = own.len();
+        if nodes.saturating_mul(width) > MAX_TABLE {
+            return Err(build_error("too many keywords and known values"));
+        }
+        // Breadth-first order: shallow (hot) states get nearby ids, and every failure state
+        // comes before the states failing to it.
+        let mut order: Vec<u32> = vec![0];
+        let mut index_of: Vec<u32> = vec![NONE; nodes];
+        index_of[0] = 0;
+        let mut fail: Vec<u32> = vec![0; nodes];
+        // The DFA in breadth-first numbering, ids premultiplied by the stride.
+        let mut rows: Vec<u32> = Vec::with_capacity(nodes * width);
+        let mut match_ranges: Vec<(u32, u32)> = Vec::with_capacity(nodes);
+        let mut matches: Vec<(u32, u32)> = Vec::new();
+        let mut is_match: Vec<bool> = vec![false; nodes];
+        let pattern_len = |pid: u32| -> Result<u32, ScanError> {
+            let len = patterns.get(pid as usize).map_or(0, Vec::len);
+            u32::try_from(len).map_err(build_error)
+        };
+        let mut i = 0;
+        while let Some(&node) = order.get(i) {
+            let node = node as usize;
+            let f = fail[node] as usize;
+            // Matches: its own patterns, then its failure state's.
+            let from = u32::try_from(matches.len()).map_err(build_error)?;
+            for &pid in &own[node] {
+                matches.push((pid, pattern_len(pid)?));
+            }
+            if node != 0 {
+                let (ff, ft) = match_ranges[index_of[f] as usize];
+                matches.extend_from_within(ff as usize..ft as usize);
+            }
+            let to = u32::try_from(matches.len()).map_err(build_error)?;
+            is_match[node] = to > from;
+            match_ranges.push((from, to));
+            for c in 0..width {
+                let child = goto[node * width + c];
+                let next = if child != NONE {
+                    // The child fails to where the failure state goes on this class.
+                    fail[child as usize] = if node == 0 {
+                        0
+                    } else {
+                        let fi = index_of[f] as usize * width + c;
+                        order[(rows[fi] & !MATCH) as usize / width]
+                    };
+                    index_of[child as usize] = u32::try_from(order.len()).map_err(build_error)?;
+                    order.push(child);
+                    child as usize
+                } else if node == 0 {
+                    0
+                } else {
+                    let fi = index_of[f] as usize * width + c;
+                    order[(rows[fi] & !MATCH) as usize / width] as usize
+                };
+                // `next` is final: its index and match flag are known once it is queued (its
+                // matches are decided when it is processed; the flag is fixed up below).
+                rows.push(index_of[next] * stride);
             }
             i += 1;
+        }
+        for id in &mut rows {
+            if is_match[order[*id as usize / width] as usize] {
+                *id |= MATCH;
+            }
         }
         let len = rows.len().next_power_of_two();
         let mut trans = rows;
         trans.resize(len, 0);
-        let mut match_ranges = Vec::with_capacity(order.len());
-        let mut matches = Vec::new();
-        for &sid in &order {
-            let from = u32::try_from(matches.len()).map_err(build_error)?;
-            if dfa.is_match(sid) {
-                for m in 0..dfa.match_len(sid) {
-                    let pid = dfa.match_pattern(sid, m);
-                    let plen = u32::try_from(dfa.pattern_len(pid)).map_err(build_error)?;
-                    matches.push((pid.as_u32(), plen));
-                }
-            }
-            let to = u32::try_from(matches.len()).map_err(build_error)?;
-            match_ranges.push((from, to));
-        }
         Ok(Prefilter {
             trans,
             classes,
             stride,
             match_ranges,
             matches,
-            max_len: dfa.max_pattern_len(),
+            max_len,
         })
     }
 

@@ -33,8 +33,10 @@ fn main() {
         best = best.min(t.elapsed());
     }
     println!(
-        "{which}: {} bytes, {warm} findings per scan, {n} total, fastest scan {:.0} MiB/s",
+        "{which}: {} bytes, {warm} findings per scan, {n} total, fastest scan {:.0} MiB/s, \
+         compiled automata {:.1} MiB",
         data.len(),
-        data.len() as f64 / (1 << 20) as f64 / best.as_secs_f64()
+        data.len() as f64 / (1 << 20) as f64 / best.as_secs_f64(),
+        scanner.memory_usage() as f64 / (1 << 20) as f64
     );
 }

@@ -11,6 +11,7 @@
 //!   its whole conversation every turn).
 #![forbid(unsafe_code)]
 
+mod anchor;
 mod cache;
 mod encode;
 mod engine;
@@ -18,8 +19,12 @@ mod entropy;
 mod error;
 mod finding;
 mod known_values;
+mod lanes;
 mod rules;
 mod stream;
+
+#[cfg(test)]
+mod differential;
 
 pub use cache::{CacheStats, ScanCache};
 pub use engine::{ScanConfig, Scanner};

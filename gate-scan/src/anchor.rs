@@ -1,0 +1,353 @@
+//! Regex analysis for cheaper confirmation: whether every match of a rule's regex begins with
+//! one of its keywords (then a match can only start where the keyword prefilter saw a keyword,
+//! and the rule is confirmed by anchored searches at the hits instead of an unanchored search
+//! over the merged window), and factoring keyword alternations into tries (so that the
+//! capture search that resolves the secret group can run as a one-pass DFA).
+use regex_syntax::hir::{Capture, Class, ClassBytes, ClassBytesRange, Hir, HirKind, Repetition};
+
+/// Most prefix strings tracked while proving a rule keyword-led (alternations multiply them).
+const MAX_PREFIXES: usize = 512;
+
+/// A possible start of a match: its bytes (ASCII lower-cased), and whether the analysed
+/// expression matches exactly these bytes (so that what follows can be appended).
+#[derive(Clone)]
+struct Prefix {
+    bytes: Vec<u8>,
+    exact: bool,
+}
+
+fn lower(bytes: &[u8]) -> Vec<u8> {
+    bytes.to_ascii_lowercase()
+}
+
+/// The ways a match of `hir` can begin (ASCII case folded), each at most `limit` bytes long;
+/// `None` when they are too many to track.
+fn prefixes(hir: &Hir, limit: usize) -> Option<Vec<Prefix>> {
+    let any = || {
+        Some(vec![Prefix {
+            bytes: Vec::new(),
+            exact: false,
+        }])
+    };
+    let empty = || {
+        Some(vec![Prefix {
+            bytes: Vec::new(),
+            exact: true,
+        }])
+    };
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => empty(),
+        HirKind::Literal(lit) => {
+            let mut bytes = lower(&lit.0);
+            let exact = bytes.len() <= limit;
+            bytes.truncate(limit);
+            Some(vec![Prefix { bytes, exact }])
+        }
+        HirKind::Class(Class::Bytes(class)) => {
+            let mut set: Vec<u8> = Vec::new();
+            for r in class.ranges() {
+                if usize::from(r.end() - r.start()) >= 8 {
+                    return any();
+                }
+                for b in r.start()..=r.end() {
+                    set.push(b.to_ascii_lowercase());
+                }
+            }
+            set.sort_unstable();
+            set.dedup();
+            if set.len() > 4 {
+                return any();
+            }
+            Some(
+                set.into_iter()
+                    .map(|b| Prefix {
+                        bytes: vec![b],
+                        exact: true,
+                    })
+                    .collect(),
+            )
+        }
+        HirKind::Class(Class::Unicode(_)) => any(),
+        HirKind::Capture(cap) => prefixes(&cap.sub, limit),
+        HirKind::Repetition(rep) => match (rep.min, rep.max) {
+            (1, Some(1)) => prefixes(&rep.sub, limit),
+            (0, Some(1)) => {
+                let mut out = prefixes(&rep.sub, limit)?;
+                out.push(Prefix {
+                    bytes: Vec::new(),
+                    exact: true,
+                });
+                Some(out)
+            }
+            (0, _) => any(),
+            _ => {
+                let mut out = prefixes(&rep.sub, limit)?;
+                for p in &mut out {
+                    p.exact = false;
+                }
+                Some(out)
+            }
+        },
+        HirKind::Alternation(subs) => {
+            let mut out = Vec::new();
+            for sub in subs {
+                out.extend(prefixes(sub, limit)?);
+                if out.len() > MAX_PREFIXES {
+                    return None;
+                }
+            }
+            Some(out)
+        }
+        HirKind::Concat(subs) => {
+            let mut out = empty()?;
+            for sub in subs {
+                if out.iter().all(|p| !p.exact) {
+                    break;
+                }
+                let next = prefixes(sub, limit)?;
+                let mut joined = Vec::new();
+                for p in out {
+                    if !p.exact {
+                        joined.push(p);
+                        continue;
+                    }
+                    for n in &next {
+                        let mut bytes = p.bytes.clone();
+                        bytes.extend_from_slice(&n.bytes);
+                        let exact = n.exact && bytes.len() <= limit;
+                        bytes.truncate(limit);
+                        joined.push(Prefix { bytes, exact });
+                    }
+                    if joined.len() > MAX_PREFIXES {
+                        return None;
+                    }
+                }
+                out = joined;
+            }
+            Some(out)
+        }
+    }
+}
+
+/// Whether every match of `hir` begins with one of `keywords` (ASCII case-insensitively).
+pub(crate) fn keyword_led(hir: &Hir, keywords: &[String]) -> bool {
+    let keys: Vec<Vec<u8>> = keywords.iter().map(|k| lower(k.as_bytes())).collect();
+    let Some(limit) = keys.iter().map(Vec::len).max() else {
+        return false;
+    };
+    if keys.iter().any(Vec::is_empty) {
+        return false;
+    }
+    let Some(starts) = prefixes(hir, limit) else {
+        return false;
+    };
+    !starts.is_empty()
+        && starts
+            .iter()
+            .all(|p| keys.iter().any(|k| p.bytes.starts_with(k)))
+}
+
+/// Most branches an alternation is expanded to while factoring it.
+const MAX_BRANCHES: usize = 512;
+
+/// `hir` with every alternation of keyword-like branches factored into a trie
+/// (`password|passwd|pwd` becomes `p(?:assw(?:ord|d)|wd)`), so that a regex that is one-pass
+/// but for its leading keyword alternation builds as a one-pass DFA. Leftmost-first matches
+/// (and capture spans) stay the same: only branches whose first bytes are disjoint trade
+/// places, and those never match at the same position.
+pub(crate) fn factor(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Alternation(subs) => {
+            let subs: Vec<Hir> = subs.iter().map(factor).collect();
+            let seqs: Vec<Vec<Hir>> = subs.iter().map(|h| vec![h.clone()]).collect();
+            factor_seqs(seqs).unwrap_or_else(|| Hir::alternation(subs))
+        }
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(factor).collect()),
+        HirKind::Capture(cap) => Hir::capture(Capture {
+            index: cap.index,
+            name: cap.name.clone(),
+            sub: Box::new(factor(&cap.sub)),
+        }),
+        HirKind::Repetition(rep) => Hir::repetition(Repetition {
+            min: rep.min,
+            max: rep.max,
+            greedy: rep.greedy,
+            sub: Box::new(factor(&rep.sub)),
+        }),
+        _ => hir.clone(),
+    }
+}
+
+/// A branch whose first element matches exactly one byte of `set`.
+struct Headed {
+    set: [u64; 4],
+    head: Hir,
+    rest: Vec<Hir>,
+}
+
+fn byte_set(class: &ClassBytes) -> [u64; 4] {
+    let mut set = [0u64; 4];
+    for r in class.ranges() {
+        for b in r.start()..=r.end() {
+            set[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+    set
+}
+
+/// Splits the branches (sequences, in priority order) into first byte and rest, expanding
+/// a leading optional element or alternation into the branches it stands for (in priority
+/// order). `None` when a branch cannot be split (it may match empty, or starts with a
+/// look-around, a capture, a longer repetition).
+fn heads(seqs: Vec<Vec<Hir>>, out: &mut Vec<Headed>) -> Option<()> {
+    for seq in seqs {
+        if out.len() > MAX_BRANCHES {
+            return None;
+        }
+        let (first, rest) = seq.split_first()?;
+        match first.kind() {
+            HirKind::Literal(lit) => {
+                let (&b, tail) = lit.0.split_first()?;
+                let mut rest_seq = Vec::with_capacity(rest.len() + 1);
+                if !tail.is_empty() {
+                    rest_seq.push(Hir::literal(tail));
+                }
+                rest_seq.extend_from_slice(rest);
+                let class = ClassBytes::new([ClassBytesRange::new(b, b)]);
+                out.push(Headed {
+                    set: byte_set(&class),
+                    head: Hir::literal([b]),
+                    rest: rest_seq,
+                });
+            }
+            HirKind::Class(Class::Bytes(class)) => out.push(Headed {
+                set: byte_set(class),
+                head: first.clone(),
+                rest: rest.to_vec(),
+            }),
+            HirKind::Concat(subs) => {
+                let mut flat = subs.clone();
+                flat.extend_from_slice(rest);
+                heads(vec![flat], out)?;
+            }
+            HirKind::Alternation(subs) => {
+                let expanded = subs
+                    .iter()
+                    .map(|sub| {
+                        let mut s = vec![sub.clone()];
+                        s.extend_from_slice(rest);
+                        s
+                    })
+                    .collect();
+                heads(expanded, out)?;
+            }
+            HirKind::Repetition(rep) if rep.min == 0 && rep.max == Some(1) => {
+                let mut once = vec![(*rep.sub).clone()];
+                once.extend_from_slice(rest);
+                let never = rest.to_vec();
+                let expanded = if rep.greedy {
+                    vec![once, never]
+                } else {
+                    vec![never, once]
+                };
+                heads(expanded, out)?;
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
+/// The alternation of `seqs` (in priority order) as a trie, or `None` if it cannot be
+/// factored (see [`heads`]) or two branches' first bytes overlap without being equal.
+fn factor_seqs(seqs: Vec<Vec<Hir>>) -> Option<Hir> {
+    let mut split = Vec::new();
+    heads(seqs, &mut split)?;
+    // Group branches by first-byte set, in order of first appearance.
+    let mut groups: Vec<([u64; 4], Hir, Vec<Vec<Hir>>)> = Vec::new();
+    for h in split {
+        match groups.iter_mut().find(|g| g.0 == h.set) {
+            Some(g) => g.2.push(h.rest),
+            None => {
+                let overlaps = groups
+                    .iter()
+                    .any(|g| g.0.iter().zip(&h.set).any(|(a, b)| a & b != 0));
+                if overlaps {
+                    return None;
+                }
+                groups.push((h.set, h.head, vec![h.rest]));
+            }
+        }
+    }
+    let branches = groups
+        .into_iter()
+        .map(|(_, head, rests)| {
+            let tail = if rests.len() == 1 {
+                rests.into_iter().next().map(Hir::concat)
+            } else {
+                let alts: Vec<Hir> = rests.iter().cloned().map(Hir::concat).collect();
+                Some(factor_seqs(rests).unwrap_or_else(|| Hir::alternation(alts)))
+            };
+            Hir::concat([head].into_iter().chain(tail).collect())
+        })
+        .collect();
+    Some(Hir::alternation(branches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex_automata::dfa::onepass;
+    use regex_automata::nfa::thompson;
+
+    fn hir(pattern: &str) -> Hir {
+        regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(pattern)
+            .unwrap()
+    }
+
+    fn kws(list: &[&str]) -> Vec<String> {
+        list.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn keyword_led_needs_a_keyword_at_every_match_start() {
+        let h = hir(r"(?i)(?:password|pwd)[ \t]*=(?P<secret>[a-z]+)");
+        assert!(keyword_led(&h, &kws(&["password", "pwd"])));
+        assert!(keyword_led(&h, &kws(&["pass", "pwd"])));
+        assert!(!keyword_led(&h, &kws(&["password"])));
+        assert!(keyword_led(
+            &hir(r"\bghp_[A-Za-z0-9]{36}\b"),
+            &kws(&["ghp_"])
+        ));
+        assert!(!keyword_led(&hir(r"(?:^|\n)KEY=[a-z]+"), &kws(&["key"])));
+        assert!(!keyword_led(&hir(r"[a-z]{3}_key"), &kws(&["_key"])));
+        let sep = hir(r"(?i)api[_-]?key=");
+        assert!(!keyword_led(&sep, &kws(&["api_key", "api-key"])));
+        assert!(keyword_led(&sep, &kws(&["api_key", "api-key", "apikey"])));
+        assert!(!keyword_led(&h, &[]));
+    }
+
+    fn is_onepass(h: &Hir) -> bool {
+        let nfa = thompson::Compiler::new()
+            .configure(thompson::Config::new().utf8(false))
+            .build_from_hir(h)
+            .unwrap();
+        onepass::Builder::new().build_from_nfa(nfa).is_ok()
+    }
+
+    #[test]
+    fn factoring_keyword_alternations_makes_them_one_pass() {
+        let h = hir(
+            r#"(?i)(?:password|passwd|passphrase|pwd|api[_-]?key|api[_-]?secret)[a-z0-9_.-]{0,12}["']?[ \t]{0,4}(?::=|=>|:|=)[ \t]{0,4}["'](?P<secret>[^"'\s]{6,})["']"#,
+        );
+        assert!(!is_onepass(&h));
+        assert!(is_onepass(&factor(&h)));
+        // Overlapping first bytes that are not equal sets are left alone.
+        let odd = hir(r"(?:[a-c]x|[b-d]y)z");
+        assert_eq!(factor(&odd), odd);
+    }
+}

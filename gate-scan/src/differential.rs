@@ -1,0 +1,158 @@
+//! Differential tests: the optimised engine (anchored confirmation, factored regexes) must
+//! report exactly what the reference engine (unanchored searches of the unfactored regexes
+//! over merged windows) reports, on the benchmark inputs, on every rule example, and on
+//! generated keyword-dense text.
+use crate::engine::Scanner;
+use crate::finding::Finding;
+use crate::{KnownValues, RuleSet, ScanConfig};
+
+#[path = "../benches/corpus.rs"]
+mod corpus;
+
+fn pair(entropy: bool, known: usize) -> (Scanner, Scanner) {
+    let mut config = ScanConfig::builtin().expect("built-in rules");
+    config.entropy = entropy;
+    let mut kv = KnownValues::new();
+    kv.harvest_env(corpus::known_values(known));
+    config.known_values = kv;
+    let fast = Scanner::build(config.clone(), false).expect("scanner");
+    let reference = Scanner::build(config, true).expect("reference scanner");
+    (fast, reference)
+}
+
+fn unmerged(s: &Scanner, data: &[u8]) -> Vec<(usize, usize, String)> {
+    let mut out: Vec<(usize, usize, String)> = s
+        .scan_unmerged(data)
+        .into_iter()
+        .map(|f| (f.start, f.end, f.rule_id.to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Compares without printing any matched bytes (only offsets and rule ids).
+fn assert_same(fast: &Scanner, reference: &Scanner, data: &[u8], what: &str) {
+    assert_eq!(
+        unmerged(fast, data),
+        unmerged(reference, data),
+        "unmerged findings differ on {what}"
+    );
+    let a: Vec<Finding> = fast.scan(data);
+    let b: Vec<Finding> = reference.scan(data);
+    assert_eq!(a, b, "findings differ on {what}");
+}
+
+#[test]
+fn benchmark_inputs_give_identical_findings() {
+    let (fast, reference) = pair(false, 100);
+    for (name, data) in [
+        (
+            "anthropic 64 KiB",
+            corpus::llm_body(64 << 10, corpus::Flavor::Anthropic),
+        ),
+        (
+            "anthropic 1 MiB",
+            corpus::llm_body(1 << 20, corpus::Flavor::Anthropic),
+        ),
+        (
+            "openai 1 MiB",
+            corpus::llm_body(1 << 20, corpus::Flavor::OpenAi),
+        ),
+        ("adversarial 1 MiB", corpus::adversarial(1 << 20)),
+    ] {
+        assert_same(&fast, &reference, &data, name);
+    }
+    let adversarial = corpus::adversarial(1 << 20);
+    assert_eq!(fast.scan(&adversarial).len(), 2619);
+}
+
+#[test]
+fn rule_examples_give_identical_findings() {
+    let (fast, reference) = pair(true, 0);
+    let rules = RuleSet::builtin().expect("built-in rules");
+    let mut all = Vec::new();
+    for rule in rules.rules() {
+        for text in rule.examples.iter().chain(&rule.negative) {
+            assert_same(&fast, &reference, text.as_bytes(), &rule.id);
+            all.extend_from_slice(text.as_bytes());
+            all.push(b'\n');
+        }
+    }
+    assert_same(&fast, &reference, &all, "all examples in one body");
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Text dense with keywords of every rule (in mixed case), assignment operators, quotes and
+/// values of many lengths, so that matches overlap, nest and run into window ends.
+fn keyword_soup(rng: &mut Rng, keywords: &[String], len: usize) -> Vec<u8> {
+    const GLUE: &[&str] = &[
+        "=", " = ", ":", ": ", ":=", " => ", "\"", "'", "`", "\\\"", "\\", " ", "\t", "\n", "\r\n",
+        "_", "-", ".", "{\"", "\": \"", "\", ", "[", "]", "(", ")", "${", "}", "@", "/", "://",
+        ";", "&", "?", "#", "-----",
+    ];
+    const VALUE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-.~";
+    let mut out = Vec::with_capacity(len + 128);
+    while out.len() < len {
+        match rng.below(4) {
+            0 => {
+                let k = &keywords[rng.below(keywords.len())];
+                for b in k.bytes() {
+                    out.push(if rng.below(3) == 0 {
+                        b.to_ascii_uppercase()
+                    } else {
+                        b
+                    });
+                }
+            }
+            1 => out.extend_from_slice(GLUE[rng.below(GLUE.len())].as_bytes()),
+            _ => {
+                let n = [3, 6, 8, 12, 16, 20, 24, 32, 36, 40, 44, 64, 90][rng.below(13)];
+                let alphabet = if rng.below(3) == 0 {
+                    &VALUE[52..62]
+                } else {
+                    VALUE
+                };
+                for _ in 0..n {
+                    out.push(alphabet[rng.below(alphabet.len())]);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn keyword_dense_text_gives_identical_findings() {
+    let (fast, reference) = pair(true, 8);
+    let rules = RuleSet::builtin().expect("built-in rules");
+    let mut keywords: Vec<String> = rules
+        .rules()
+        .iter()
+        .flat_map(|r| r.keywords.iter().cloned())
+        .collect();
+    keywords.extend(["password", "pwd", "api_key", "secret", "token", "key"].map(String::from));
+    let examples: Vec<&String> = rules.rules().iter().flat_map(|r| &r.examples).collect();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..60 {
+        let mut data = keyword_soup(&mut rng, &keywords, 4096);
+        // Splice a few real examples in, sometimes right after a keyword.
+        for _ in 0..3 {
+            let at = rng.below(data.len());
+            let ex = examples[rng.below(examples.len())];
+            data.splice(at..at, ex.bytes());
+        }
+        assert_same(&fast, &reference, &data, &format!("round {round}"));
+    }
+}

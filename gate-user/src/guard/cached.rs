@@ -178,8 +178,18 @@ fn shifted(e: &Edit, by: usize) -> Edit {
 /// Plans one block into the cache (a block [`Cutter`] completed while its body is still
 /// arriving), so that planning the whole body later finds it there.
 pub fn warm(scanner: &Scanner, cache: &PlanCache, key: &RedactionKey, block: &[u8], depth: usize) {
-    let finder = ScanFinder(scanner);
-    let _ = cache.get_or_plan(block, || view::plan(block, &finder, key, depth));
+    let _ = block_plan(&ScanFinder(scanner), cache, key, block, depth);
+}
+
+/// One block's plan (offsets relative to the block), from the cache or made and kept there.
+fn block_plan(
+    finder: &ScanFinder<'_>,
+    cache: &PlanCache,
+    key: &RedactionKey,
+    block: &[u8],
+    depth: usize,
+) -> Arc<Plan> {
+    cache.get_or_plan(block, || view::plan(block, finder, key, depth))
 }
 
 /// The redaction plan of `data` through every layer, from cached block plans where the body is
@@ -209,7 +219,7 @@ pub fn plan(
             let start = starts[i];
             let end = starts.get(i + 1).copied().unwrap_or(data.len());
             let block = &data[start..end];
-            let p = cache.get_or_plan(block, || view::plan(block, &finder, key, depth));
+            let p = block_plan(&finder, cache, key, block, depth);
             let mut crossing = Plan::default();
             if i > 0 {
                 seam_plan(&mut crossing, &finder, key, data, start, seam);

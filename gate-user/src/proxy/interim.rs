@@ -5,25 +5,31 @@
 //! time: while an interim response can arrive, the final one has not been started.
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes of interim responses waiting to be written, at most (a flood is dropped, not kept).
 const MAX_PENDING: usize = 64 * 1024;
 
+/// Every IO poll of every agent connection passes here, so the common case (nothing queued)
+/// takes no lock: a flag says whether anything is, and the connection task's waker is kept
+/// without one.
 #[derive(Default)]
 struct State {
-    pending: Vec<u8>,
+    pending: Mutex<Vec<u8>>,
+    queued: AtomicBool,
     /// The connection task, to wake when something is queued.
-    waker: Option<Waker>,
+    waker: AtomicWaker,
 }
 
 /// Queues interim responses for one agent connection (shared by its requests).
 #[derive(Clone, Default)]
-pub(crate) struct Interim(Arc<Mutex<State>>);
+pub(crate) struct Interim(Arc<State>);
 
 impl std::fmt::Debug for Interim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,8 +38,8 @@ impl std::fmt::Debug for Interim {
 }
 
 impl Interim {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether an upstream's interim response is passed on: not 100 (hyper answers Expect
@@ -65,23 +71,20 @@ impl Interim {
             head.extend_from_slice(b"\r\n");
         }
         head.extend_from_slice(b"\r\n");
-        let mut s = self.lock();
-        if s.pending.len() + head.len() > MAX_PENDING {
-            tracing::debug!("interim responses dropped: the agent is not reading");
-            return;
+        {
+            let mut pending = self.lock();
+            if pending.len() + head.len() > MAX_PENDING {
+                tracing::debug!("interim responses dropped: the agent is not reading");
+                return;
+            }
+            pending.extend_from_slice(&head);
+            self.0.queued.store(true, Ordering::Release);
         }
-        s.pending.extend_from_slice(&head);
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
+        self.0.waker.wake();
     }
 
     fn remember(&self, cx: &Context<'_>) {
-        let mut s = self.lock();
-        match &s.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => s.waker = Some(cx.waker().clone()),
-        }
+        self.0.waker.register(cx.waker());
     }
 
     /// Writes what is queued to `io`; Ready once nothing is left.
@@ -90,17 +93,21 @@ impl Interim {
         io: &mut I,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        let mut s = self.lock();
-        while !s.pending.is_empty() {
-            match Pin::new(&mut *io).poll_write(cx, &s.pending) {
+        if !self.0.queued.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        let mut pending = self.lock();
+        while !pending.is_empty() {
+            match Pin::new(&mut *io).poll_write(cx, &pending) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
-                    s.pending.drain(..n);
+                    pending.drain(..n);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
         }
+        self.0.queued.store(false, Ordering::Release);
         Poll::Ready(Ok(()))
     }
 }

@@ -60,6 +60,19 @@ pub trait BodyInspector: Send + 'static {
     fn chunk(&mut self, chunk: Bytes) -> Result<Bytes, Refusal>;
     /// The body ended: returns everything still held back.
     fn finish(&mut self) -> Result<Bytes, Refusal>;
+
+    /// Bytes that became ready to forward without a new chunk, from work done elsewhere (the
+    /// scan pool). `Ready` with bytes: forward them and ask again; `Ready` and empty: nothing
+    /// is being worked on; `Pending`: work is under way and `cx` is woken when some is done.
+    /// The default has no work of its own.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<Bytes, Refusal>> {
+        Poll::Ready(Ok(Bytes::new()))
+    }
+
+    /// Told once when the body has ended, before [`BodyInspector::poll_ready`] is polled until
+    /// it is idle and [`BodyInspector::finish`] is called: work held back for more bytes can
+    /// start.
+    fn ended(&mut self) {}
 }
 
 /// What the request side decides after seeing the head.
@@ -183,6 +196,8 @@ pub struct InspectedBody<B> {
     inspector: Box<dyn BodyInspector>,
     slot: RefusalSlot,
     pending_trailers: Option<http::HeaderMap>,
+    /// The inner body has ended; the inspector is finishing its work.
+    ended: bool,
     finished: bool,
 }
 
@@ -193,6 +208,7 @@ impl<B> InspectedBody<B> {
             inspector,
             slot,
             pending_trailers: None,
+            ended: false,
             finished: false,
         }
     }
@@ -221,6 +237,22 @@ where
             if self.finished {
                 return Poll::Ready(self.pending_trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
+            // What the inspector finished elsewhere goes first (and wakes this task when it
+            // is done, if it is still at it).
+            let idle = match self.inspector.poll_ready(cx) {
+                Poll::Ready(Ok(out)) if !out.is_empty() => {
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Poll::Ready(Ok(_)) => true,
+                Poll::Ready(Err(r)) => return Poll::Ready(Some(Err(self.refuse(r)))),
+                Poll::Pending => false,
+            };
+            if self.ended {
+                if !idle {
+                    return Poll::Pending;
+                }
+                return self.poll_finish();
+            }
             let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(f) => f,
@@ -238,10 +270,10 @@ where
                         if let Ok(t) = frame.into_trailers() {
                             self.pending_trailers = Some(t);
                         }
-                        return self.poll_finish();
+                        self.end_inner();
                     }
                 },
-                None => return self.poll_finish(),
+                None => self.end_inner(),
             }
         }
     }
@@ -256,6 +288,12 @@ where
 }
 
 impl<B> InspectedBody<B> {
+    /// The inner body is done: the inspector may start what it held back for more bytes.
+    fn end_inner(&mut self) {
+        self.ended = true;
+        self.inspector.ended();
+    }
+
     fn poll_finish(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.finished = true;
         match self.inspector.finish() {

@@ -476,12 +476,30 @@ fn large_text(len: usize) -> Vec<u8> {
 /// Above gate's streaming threshold (16 MiB).
 const LARGE: usize = 20 << 20;
 
-/// POSTs `body` to `path` through gate's forward proxy by hand (h1 over TLS in a CONNECT
-/// tunnel), calling `between` after the first `split` bytes; returns the whole response.
+/// The upstream's digest route, for an upload of plain bytes.
+const DIGEST_BYTES: (&str, &str) = ("/digest", "application/octet-stream");
+
+/// Waits (bounded) until `up` has received `n` body bytes, while the client holds the rest.
+fn wait_for_digested(up: &Upstream, n: u64, sent: usize) {
+    for _ in 0..300 {
+        if up.digested() >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "only {} bytes reached the upstream after {sent} were sent",
+        up.digested()
+    );
+}
+
+/// POSTs `body` (of `content_type`) to `path` through gate's forward proxy by hand (h1 over
+/// TLS in a CONNECT tunnel), calling `between` after the first `split` bytes; returns the
+/// whole response.
 fn post_in_two_parts(
     gate: &Served,
     up: &Upstream,
-    path: &str,
+    (path, content_type): (&str, &str),
     body: &[u8],
     split: usize,
     between: impl FnOnce(),
@@ -525,7 +543,7 @@ fn post_in_two_parts(
     write!(
         tls,
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\n\
-         Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+         Content-Type: {content_type}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -545,19 +563,10 @@ fn a_large_upload_reaches_the_upstream_while_it_is_still_being_sent() {
     let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
     let body = large_text(LARGE);
     let split = 18 << 20;
-    let resp = post_in_two_parts(&gate, &up, "/digest", &body, split, || {
+    let resp = post_in_two_parts(&gate, &up, DIGEST_BYTES, &body, split, || {
         // Checked parts go on before the rest of the body exists; a gate that held the body
         // whole would forward nothing yet.
-        for _ in 0..300 {
-            if up.digested() >= 8 << 20 {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!(
-            "only {} bytes reached the upstream after {split} were sent",
-            up.digested()
-        );
+        wait_for_digested(&up, 8 << 20, split);
     });
     let want = format!(
         "len={} fnv={:016x}",
@@ -618,4 +627,82 @@ fn audit_mode_streams_a_large_upload_unchanged_and_records_its_secret() {
     let audit = gate.audit_text();
     assert!(audit.contains("\"decision\":\"audit\"") && audit.contains("aws-access-key-id"));
     assert!(!audit.contains(&key));
+}
+
+/// An LLM conversation of about `len` bytes (JSON, messages of source code), with `carried`
+/// inside message `at` for each pair.
+fn conversation(len: usize, carried: &[(usize, String)]) -> Vec<u8> {
+    let mut s = String::from("{\"model\":\"m\",\"messages\":[");
+    let mut t = 0;
+    while s.len() < len {
+        if t > 0 {
+            s.push(',');
+        }
+        let mut content = format!("turn {t}: ")
+            + &"let v = vec![1, 2, 3];\\n    println!(\\\"{v:?}\\\");\\n".repeat(150);
+        for (at, c) in carried {
+            if *at == t {
+                content.push_str(&format!(" see {c} here"));
+            }
+        }
+        s.push_str(&format!("{{\"role\":\"user\",\"content\":\"{content}\"}}"));
+        t += 1;
+    }
+    s.push_str("]}");
+    s.into_bytes()
+}
+
+#[test]
+fn a_large_conversation_goes_on_redacted_while_it_is_still_being_sent() {
+    use gate_tests::upstream::{Alpn, Options};
+    // Through an HTTP/1.1 upstream (the body goes chunked) and an HTTP/2 one.
+    for alpn in [Alpn::H1, Alpn::H2] {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path());
+        let mut o = Options::new(&["api.test"]);
+        o.alpn = alpn;
+        let up = Upstream::start_with(&ca, o);
+        let gate = Served::start(&["api.test"], "redact", &ca, &up, &[]);
+        let key = aws_key();
+        let ph = gate.placeholder("aws-access-key-id", &key);
+        // One secret early, one behind a JSON escape after the point the client pauses at.
+        let escaped = format!("\\u0041{}", &key[1..]);
+        let body = conversation(1 << 20, &[(3, key.clone()), (120, escaped.clone())]);
+        let split = 700 << 10;
+        let at = body
+            .windows(escaped.len())
+            .position(|w| w == escaped.as_bytes())
+            .unwrap();
+        assert!(at > split, "the second secret comes after the pause");
+        let want = String::from_utf8(body.clone())
+            .unwrap()
+            .replace(&key, &ph)
+            .replace(&escaped, &ph);
+        let resp = post_in_two_parts(
+            &gate,
+            &up,
+            ("/digest", "application/json"),
+            &body,
+            split,
+            || {
+                // The checked blocks (the first secret redacted) go on while the agent is
+                // still sending; a gate that held the body would have forwarded nothing.
+                wait_for_digested(&up, 256 << 10, split);
+            },
+        );
+        assert!(resp.starts_with("HTTP/1.1 200"), "{alpn:?}: {resp}");
+        let expect = format!(
+            "len={} fnv={:016x}",
+            want.len(),
+            gate_tests::upstream::fnv64(want.as_bytes())
+        );
+        // (The answer comes back chunked: placeholders are restored in it.)
+        assert!(
+            resp.contains(&expect),
+            "{alpn:?}: the upstream did not get the body with both secrets redacted: {resp}"
+        );
+        let audit = gate.audit_text();
+        assert_eq!(audit.matches(&ph).count(), 2, "{alpn:?}: both recorded");
+        assert!(!audit.contains(&key));
+    }
 }

@@ -212,7 +212,7 @@ pub fn plan(
     // Blocks (and the seam at each block's start) are planned on the scan pool's threads at
     // once: a cold body is scanned by every core instead of one. The result is put together in
     // block order, so it is the same whatever order the threads finish in.
-    let seam = SEAM.min(scanner.horizon().max(1));
+    let seam = seam_width(scanner);
     let parts: Vec<(Arc<Plan>, Plan)> = (0..starts.len())
         .into_par_iter()
         .map(|i| {
@@ -234,6 +234,58 @@ pub fn plan(
     }
     for (_, crossing) in parts {
         out.edits.extend(crossing.edits);
+        out.values.extend(crossing.values);
+    }
+    out
+}
+
+/// The seam width [`plan`] uses for this scanner.
+pub fn seam_width(scanner: &Scanner) -> usize {
+    SEAM.min(scanner.horizon().max(1))
+}
+
+/// One block of a body forwarded block by block while it arrives (see [`part`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Block<'a> {
+    /// The body from the block's start to [`seam_width`] past its end (or to the body's end,
+    /// whichever is first).
+    pub window: &'a [u8],
+    /// Where the block starts in the body: 0 or a cut.
+    pub start: usize,
+    /// The block is `window[..len]`.
+    pub len: usize,
+    /// A cut follows the block (it is not the body's last).
+    pub seam_after: bool,
+}
+
+/// One block of a body as [`plan`] sees it: the edits (in body offsets) that start in the
+/// block, its own and those of the seam at its end. Put together in block order, the parts
+/// of a body are [`plan`]'s plan of it.
+pub fn part(
+    scanner: &Scanner,
+    cache: &PlanCache,
+    key: &RedactionKey,
+    b: Block<'_>,
+    depth: usize,
+) -> Plan {
+    let finder = ScanFinder(scanner);
+    let p = block_plan(&finder, cache, key, &b.window[..b.len], depth);
+    let mut out = Plan {
+        edits: p.edits.iter().map(|e| shifted(e, b.start)).collect(),
+        values: p.values.clone(),
+    };
+    if b.seam_after {
+        let mut crossing = Plan::default();
+        seam_plan(
+            &mut crossing,
+            &finder,
+            key,
+            b.window,
+            b.len,
+            seam_width(scanner),
+        );
+        out.edits
+            .extend(crossing.edits.iter().map(|e| shifted(e, b.start)));
         out.values.extend(crossing.values);
     }
     out

@@ -4,6 +4,7 @@
 //! placeholders in responses for the local agent; and refuses `git push`es that carry secrets
 //! in git's own protocol. Every failure refuses the request: nothing is forwarded unscanned.
 pub mod cached;
+mod pipeline;
 pub mod provider;
 mod stream;
 mod websocket;
@@ -596,6 +597,27 @@ impl Inspector for Guard {
                     self.inner.clone(),
                     info.clone(),
                     n,
+                ))),
+                settle_before_forwarding: false,
+            });
+        }
+        // A large JSON body (an LLM conversation) goes on block by block as it is checked;
+        // block mode holds it, so a secret is refused before the upstream sees any of it.
+        if identity
+            && !push
+            && self.inner.mode != Mode::Block
+            && pipeline::is_json(content_type.as_deref())
+            && length.is_none_or(|n| n >= pipeline::PIPELINE_MIN)
+        {
+            if self.inner.mode == Mode::Redact {
+                // Redacting changes the length (chunked on HTTP/1.1).
+                head.headers.remove(header::CONTENT_LENGTH);
+            }
+            return Ok(RequestPlan {
+                body: Some(Box::new(pipeline::PipelinedBody::new(
+                    self.inner.clone(),
+                    info.clone(),
+                    length,
                 ))),
                 settle_before_forwarding: false,
             });

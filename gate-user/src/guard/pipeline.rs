@@ -1,0 +1,660 @@
+//! A large JSON request (an LLM conversation) forwarded block by block as each block is
+//! checked, instead of being held until the whole body has arrived: receiving, scanning and
+//! sending overlap, so the latency gate adds is about one block's check, not the time to take
+//! in the whole body and send it again.
+//!
+//! The body is cut where the scan cache cuts it ([`cached::Cutter`]); each block, with the
+//! seam after it, is planned on the scan pool as soon as the bytes after its cut have arrived,
+//! and forwarded (redacted) once it and every block before it are planned. The parts put
+//! together are exactly [`cached::plan`]'s plan of the whole body, so what leaves is what the
+//! held path would send. A body too small to be cut, or with no cut in it, is checked whole.
+//!
+//! Redacting changes the length, so in redact mode the body goes on without Content-Length
+//! (chunked on HTTP/1.1); audit mode never changes it and keeps it. Block mode does not come
+//! here: it settles the body first, so a secret is refused before the upstream sees a byte.
+//! A failure after part of the body went upstream (an audit write, the scanner) aborts the
+//! upstream request unfinished; nothing unchecked is ever forwarded.
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use http::StatusCode;
+
+use super::{BASE64_DEPTH, Inner, cached};
+use crate::config::Mode;
+use crate::proxy::inspect::{BodyInspector, Refusal, RequestInfo};
+use crate::redact::view::Plan;
+
+/// JSON bodies at least this large (or of unknown length) are forwarded as they are checked;
+/// smaller ones are held whole (they cost little to hold, and keep their Content-Length).
+pub const PIPELINE_MIN: u64 = 128 * 1024;
+
+/// Whether a Content-Type names JSON (`application/json`, `…+json`).
+pub(super) fn is_json(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// A planned block: its index, and its part (`None`: planning it panicked).
+type Done = (usize, Option<Plan>);
+
+/// A stretch of the body planned as one part: its range, and whether a cut follows it (every
+/// block but the body's last).
+#[derive(Debug, Clone)]
+struct Stretch {
+    range: std::ops::Range<usize>,
+    seam_after: bool,
+}
+
+/// A request body forwarded block by block; see the module docs.
+pub(super) struct PipelinedBody {
+    guard: Arc<Inner>,
+    info: RequestInfo,
+    /// The body so far (kept whole: seams and the whole-body fallback need it).
+    buf: Vec<u8>,
+    cutter: cached::Cutter,
+    /// Every block whose end is known, in order.
+    blocks: Vec<Stretch>,
+    /// `blocks[..spawned]` have been handed to the scan pool.
+    spawned: usize,
+    /// Parts by block index, as they come back (the inner `None`: the pool's attempt
+    /// panicked).
+    parts: Vec<Option<Option<Plan>>>,
+    /// Handed out and not back yet.
+    outstanding: usize,
+    tx: mpsc::Sender<Done>,
+    rx: mpsc::Receiver<Done>,
+    /// Woken by the pool when a part is done.
+    waker: Arc<AtomicWaker>,
+    /// `blocks[..next]` have been forwarded, up to body offset `pos`.
+    next: usize,
+    pos: usize,
+    /// Where the last applied edit ends: an edit starting before it overlaps it.
+    edited_to: usize,
+    seam: usize,
+    /// The body has ended and its last block is handed out (if it is planned by parts).
+    ended: bool,
+}
+
+fn scanner_failed() -> Refusal {
+    Refusal::with_status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "gate's scanner failed on the request body; refused (fail closed)",
+    )
+}
+
+impl PipelinedBody {
+    pub(super) fn new(guard: Arc<Inner>, info: RequestInfo, length: Option<u64>) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let seam = cached::seam_width(&guard.scanner);
+        // Room for the whole body when its length is known (a length is only a claim: at
+        // most the size bodies are pipelined below).
+        let capacity = length.map_or(0, |n| {
+            usize::try_from(n.min(super::stream::STREAM_MIN)).unwrap_or(0)
+        });
+        Self {
+            guard,
+            info,
+            buf: Vec::with_capacity(capacity),
+            cutter: cached::Cutter::default(),
+            blocks: Vec::new(),
+            spawned: 0,
+            parts: Vec::new(),
+            outstanding: 0,
+            tx,
+            rx,
+            waker: Arc::new(AtomicWaker::new()),
+            next: 0,
+            pos: 0,
+            edited_to: 0,
+            seam,
+            ended: false,
+        }
+    }
+
+    /// Whether the body is planned whole (too small to cut, or no cut in it), as
+    /// [`cached::plan`] would; then nothing goes on before it ends.
+    fn whole(&self) -> bool {
+        self.buf.len() < cached::MIN_CACHED_BODY || self.blocks.is_empty()
+    }
+
+    /// The bytes [`cached::part`] needs for block `k`: from its start to a seam past its end,
+    /// or to what there is of the body.
+    fn window(&self, k: usize) -> std::ops::Range<usize> {
+        let b = &self.blocks[k].range;
+        b.start..(b.end + self.seam).min(self.buf.len())
+    }
+
+    /// Plans block `k` here.
+    fn plan_here(&self, k: usize) -> Result<Plan, Refusal> {
+        let w = self.window(k);
+        let b = &self.blocks[k];
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.guard
+                .part(&self.buf[w.clone()], w.start, b.range.len(), b.seam_after)
+        }))
+        .map_err(|_| scanner_failed())
+    }
+
+    /// Hands out every known block whose seam bytes have arrived (all of them once the body
+    /// has ended).
+    fn spawn_ready(&mut self, ended: bool) {
+        while self.spawned < self.blocks.len() {
+            let k = self.spawned;
+            let b = self.blocks[k].clone();
+            if !ended && self.buf.len() < b.range.end + self.seam {
+                break;
+            }
+            let w = self.window(k);
+            let start = w.start;
+            let window = self.buf[w].to_vec();
+            let guard = self.guard.clone();
+            let tx = self.tx.clone();
+            let waker = self.waker.clone();
+            self.parts.push(None);
+            self.spawned += 1;
+            self.outstanding += 1;
+            rayon::spawn(move || {
+                // A panic must not take the process down: the block is planned again when it
+                // is due, and a second panic refuses the request.
+                let part = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    guard.part(&window, start, b.range.len(), b.seam_after)
+                }))
+                .ok();
+                let _ = tx.send((k, part));
+                waker.wake();
+            });
+        }
+    }
+
+    /// Takes in the parts that are back; with `wait`, blocks until all handed out are.
+    fn collect(&mut self, wait: bool) {
+        while self.outstanding > 0 {
+            let got = if wait {
+                self.rx.recv().ok()
+            } else {
+                self.rx.try_recv().ok()
+            };
+            let Some((k, part)) = got else {
+                return;
+            };
+            self.parts[k] = Some(part);
+            self.outstanding -= 1;
+        }
+    }
+
+    /// Forwards the body up to `upto` (a cut, or its end) with `part`'s edits, the next
+    /// stretch's: records and remembers what it redacts first.
+    fn forward(&mut self, part: Plan, upto: usize) -> Result<Vec<u8>, Refusal> {
+        let mut edits: Vec<&crate::redact::Edit> = part.edits.iter().collect();
+        edits.sort_by(|a, b| {
+            a.range
+                .start
+                .cmp(&b.range.start)
+                .then(b.range.end.cmp(&a.range.end))
+        });
+        let mut found = Vec::new();
+        let mut kept = Vec::new();
+        for e in edits {
+            // The whole-body rule: an edit overlapping one that starts earlier is dropped.
+            if e.range.start < self.edited_to {
+                continue;
+            }
+            if e.range.start < self.pos {
+                // Every edit starts in its own block, after what went before it; one that
+                // does not would reach into bytes already forwarded.
+                return Err(Refusal::with_status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "gate's check of the request body went out of order; refused (fail closed)",
+                ));
+            }
+            self.edited_to = e.range.end;
+            kept.push(e);
+            found.extend(
+                e.findings
+                    .iter()
+                    .map(|(r, p)| (r.clone(), p.clone(), e.layer.to_string())),
+            );
+        }
+        if !found.is_empty() {
+            self.guard.record_findings(&self.info, "body", &found)?;
+        }
+        let end = upto.max(self.edited_to);
+        self.guard
+            .scanned
+            .fetch_add((end - self.pos) as u64, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(end - self.pos);
+        if self.guard.mode == Mode::Redact && !kept.is_empty() {
+            self.guard.remember(&part);
+            for e in kept {
+                out.extend_from_slice(&self.buf[self.pos..e.range.start]);
+                out.extend_from_slice(&e.replacement);
+                self.pos = e.range.end;
+            }
+        }
+        out.extend_from_slice(&self.buf[self.pos..end]);
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// Forwards every block planned so far, in order.
+    fn forward_ready(&mut self) -> Result<Vec<u8>, Refusal> {
+        self.collect(false);
+        let mut out = Vec::new();
+        // Below this size the whole body is planned whole (see cached::plan), so nothing goes
+        // before it is known to be at least this large.
+        if self.buf.len() < cached::MIN_CACHED_BODY {
+            return Ok(out);
+        }
+        while let Some(Some(done)) = self.parts.get_mut(self.next).map(Option::take) {
+            let k = self.next;
+            let part = match done {
+                Some(p) => p,
+                None => self.plan_here(k)?,
+            };
+            let upto = self.blocks[k].range.end;
+            out.extend(self.forward(part, upto)?);
+            self.next += 1;
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    /// One block's part (see [`cached::part`]).
+    fn part(&self, window: &[u8], start: usize, len: usize, seam_after: bool) -> Plan {
+        let block = cached::Block {
+            window,
+            start,
+            len,
+            seam_after,
+        };
+        cached::part(&self.scanner, &self.cache, &self.key, block, BASE64_DEPTH)
+    }
+}
+
+impl BodyInspector for PipelinedBody {
+    fn chunk(&mut self, chunk: Bytes) -> Result<Bytes, Refusal> {
+        if (self.buf.len() + chunk.len()) as u64 > self.guard.max_body {
+            return Err(Refusal::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body longer than scan.max_body_bytes",
+            ));
+        }
+        self.buf.extend_from_slice(&chunk);
+        let done = self.cutter.push(&self.buf);
+        self.blocks.extend(done.into_iter().map(|range| Stretch {
+            range,
+            seam_after: true,
+        }));
+        self.spawn_ready(false);
+        Ok(Bytes::from(self.forward_ready()?))
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Refusal>> {
+        // Registered before looking, so a part done in between still wakes the task.
+        self.waker.register(cx.waker());
+        let out = match self.forward_ready() {
+            Ok(out) => out,
+            Err(r) => return Poll::Ready(Err(r)),
+        };
+        if out.is_empty() && self.outstanding > 0 {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(Bytes::from(out)))
+        }
+    }
+
+    fn ended(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.spawn_ready(true);
+        if !self.whole() {
+            // The last block runs from the last cut to the end, with no seam after it.
+            let start = self.blocks.last().map_or(0, |b| b.range.end);
+            self.blocks.push(Stretch {
+                range: start..self.buf.len(),
+                seam_after: false,
+            });
+            self.spawn_ready(true);
+        }
+    }
+
+    fn finish(&mut self) -> Result<Bytes, Refusal> {
+        self.ended();
+        // Normally all back already (the proxy waits for poll_ready to be idle first).
+        self.collect(true);
+        if self.whole() {
+            // Planned whole, as the held path does (the blocks handed out only warmed the
+            // cache).
+            debug_assert_eq!(self.pos, 0, "nothing is forwarded before a cut");
+            let raw = std::mem::take(&mut self.buf);
+            return self.guard.check_body(&self.info, None, raw);
+        }
+        let out = self.forward_ready()?;
+        if self.next != self.blocks.len() || self.pos != self.buf.len() {
+            return Err(scanner_failed());
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditLog;
+    use crate::guard::Guard;
+    use crate::proxy::inspect::Inspector;
+    use crate::redact::RedactionKey;
+    use base64::Engine as _;
+    use gate_scan::{ScanConfig, Scanner};
+    use http::header;
+
+    fn guard(mode: Mode, audit: AuditLog) -> Guard {
+        let scanner = Scanner::new(ScanConfig::builtin().unwrap()).unwrap();
+        Guard::new(
+            Arc::new(scanner),
+            RedactionKey::from_bytes([9; 32]),
+            mode,
+            Arc::new(audit),
+            64 << 20,
+        )
+    }
+
+    fn info() -> RequestInfo {
+        RequestInfo {
+            host: "api.test".into(),
+            port: 443,
+            scheme: "https",
+            method: http::Method::POST,
+            path_and_query: "/v1/messages".into(),
+            client: Default::default(),
+        }
+    }
+
+    fn aws() -> String {
+        format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH")
+    }
+
+    /// An LLM conversation of `turns` messages (a few KiB each); `secrets` puts a fake key in
+    /// message n, as `raw` text, behind a JSON escape, or inside a base64 blob.
+    fn conversation(turns: usize, secrets: &[(usize, &str)]) -> Vec<u8> {
+        let mut s = String::from("{\"model\":\"m\",\"messages\":[");
+        for t in 0..turns {
+            if t > 0 {
+                s.push(',');
+            }
+            let mut content = format!("turn {t}: ")
+                + &"fn main() { let v = vec![1, 2, 3]; println!(\\\"{v:?}\\\"); }\\n"
+                    .repeat(100 + t % 7);
+            for &(at, how) in secrets {
+                if at != t {
+                    continue;
+                }
+                let key = aws();
+                let carried = match how {
+                    "raw" => key,
+                    "json" => format!("\\u0041{}", &key[1..]),
+                    "base64" => base64::engine::general_purpose::STANDARD
+                        .encode(format!("[default]\naws_access_key_id = {key}\n")),
+                    // At the very end of the message, right before the next cut.
+                    _ => {
+                        content.push_str(&format!(" {key}"));
+                        continue;
+                    }
+                };
+                content.insert_str(content.len() / 2, &format!(" {carried} "));
+            }
+            s.push_str(&format!("{{\"role\":\"user\",\"content\":\"{content}\"}}"));
+        }
+        s.push_str("]}");
+        s.into_bytes()
+    }
+
+    /// All a body's bytes that went on, or those that went before its refusal and the refusal.
+    type Sent = Result<Vec<u8>, (Vec<u8>, Refusal)>;
+
+    /// Takes what the scan pool finished (as the proxy does when woken) until it is idle,
+    /// waiting a bounded time.
+    fn drain(insp: &mut dyn BodyInspector, out: &mut Vec<u8>) -> Result<(), Refusal> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for _ in 0..5_000 {
+            match insp.poll_ready(&mut cx) {
+                Poll::Ready(Ok(b)) if b.is_empty() => return Ok(()),
+                Poll::Ready(Ok(b)) => out.extend_from_slice(&b),
+                Poll::Ready(Err(r)) => return Err(r),
+                Poll::Pending => std::thread::sleep(std::time::Duration::from_millis(2)),
+            }
+        }
+        panic!("the scan pool did not finish in 10 s");
+    }
+
+    /// Sends `body` through `g`'s request side in `size`-byte chunks as the proxy does,
+    /// letting the scan pool catch up once half of it is in; returns what had gone on by then,
+    /// and all of it (or what went on before the refusal, and the refusal).
+    fn send(g: &Guard, body: &[u8], size: usize) -> (Vec<u8>, Sent) {
+        let (mut head, ()) = http::Request::post("https://api.test/v1/messages")
+            .header(header::CONTENT_LENGTH, body.len())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let plan = g.request(&info(), &mut head).unwrap();
+        assert!(
+            !plan.settle_before_forwarding,
+            "a large JSON body is pipelined"
+        );
+        let mut insp = plan.body.expect("a body inspector");
+        let mut out = Vec::new();
+        let mut early = None;
+        let mut fed = 0;
+        let mut run = || -> Result<(), Refusal> {
+            for piece in body.chunks(size) {
+                out.extend_from_slice(&insp.chunk(Bytes::copy_from_slice(piece))?);
+                fed += piece.len();
+                if early.is_none() && fed >= body.len() / 2 && fed < body.len() {
+                    drain(insp.as_mut(), &mut out)?;
+                    early = Some(out.clone());
+                }
+            }
+            insp.ended();
+            drain(insp.as_mut(), &mut out)?;
+            out.extend_from_slice(&insp.finish()?);
+            Ok(())
+        };
+        let r = run();
+        let early = early.unwrap_or_default();
+        match r {
+            Ok(()) => (early, Ok(out)),
+            Err(refusal) => (early, Err((out, refusal))),
+        }
+    }
+
+    fn ok(r: Sent) -> Vec<u8> {
+        r.unwrap_or_else(|(_, r)| panic!("refused: {}", r.reason))
+    }
+
+    fn held(body: &[u8]) -> (Vec<u8>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(Mode::Redact, AuditLog::open(dir.path(), "held").unwrap());
+        let plan = g.plan_body(body);
+        (plan.apply(body), plan.findings().len())
+    }
+
+    #[test]
+    fn forwards_what_the_held_path_would_at_any_chunking_and_before_the_body_ends() {
+        let secrets: &[(usize, &str)] = &[
+            (0, "raw"),
+            (9, "json"),
+            (23, "base64"),
+            (37, "end"),
+            (61, "raw"),
+            (79, "end"),
+        ];
+        let body = conversation(80, secrets);
+        assert!(body.len() as u64 > 2 * PIPELINE_MIN, "{} bytes", body.len());
+        let (want, found) = held(&body);
+        assert_eq!(found, secrets.len(), "every planted secret is found held");
+        for size in [997, 4096, 16 * 1024, 64 * 1024, body.len()] {
+            let dir = tempfile::tempdir().unwrap();
+            let g = guard(Mode::Redact, AuditLog::open(dir.path(), "p").unwrap());
+            let (early, all) = send(&g, &body, size);
+            let all = ok(all);
+            assert!(
+                all == want,
+                "{size}-byte chunks: not the held path's redaction"
+            );
+            assert!(!all.windows(4).any(|w| w == b"AKIA"));
+            if size < body.len() / 4 {
+                assert!(
+                    early.len() > body.len() / 4,
+                    "{size}-byte chunks: only {} of {} bytes went on before the end",
+                    early.len(),
+                    body.len()
+                );
+            }
+            // Every redaction was recorded before it went on, and each value remembered.
+            let log = std::fs::read_to_string(dir.path().join("p.jsonl")).unwrap();
+            let recorded = log.matches("\"rule\"").count();
+            assert_eq!(recorded, found, "{size}-byte chunks: {log}");
+            assert!(!log.contains(&aws()));
+            assert!(!g.vault().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_resent_history_is_scanned_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(Mode::Redact, AuditLog::open(dir.path(), "p").unwrap());
+        let turn1 = conversation(60, &[(5, "json")]);
+        let (_, first) = send(&g, &turn1, 16 * 1024);
+        let before = g.cache_stats();
+        let turn2 = conversation(61, &[(5, "json")]);
+        let (_, second) = send(&g, &turn2, 16 * 1024);
+        let after = g.cache_stats();
+        assert!(
+            after.misses - before.misses <= 2,
+            "{before:?} -> {after:?}: the history was planned again"
+        );
+        assert!(after.hits > before.hits);
+        for out in [ok(first), ok(second)] {
+            assert!(!out.windows(4).any(|w| w == b"AKIA"));
+        }
+    }
+
+    #[test]
+    fn the_head_says_how_the_body_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = |ct: &str, len: u64| {
+            http::Request::post("https://api.test/v1/messages")
+                .header(header::CONTENT_LENGTH, len)
+                .header(header::CONTENT_TYPE, ct)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        for (mode, ct, len, pipelined, keeps_length) in [
+            // Redacting changes the length: it goes chunked.
+            (Mode::Redact, "application/json", 1 << 20, true, false),
+            (
+                Mode::Redact,
+                "application/vnd.api+json; charset=utf-8",
+                1 << 20,
+                true,
+                false,
+            ),
+            // Audit never changes a byte.
+            (Mode::Audit, "application/json", 1 << 20, true, true),
+            // Block refuses before the upstream sees anything.
+            (Mode::Block, "application/json", 1 << 20, false, true),
+            // Small, or not JSON: held whole, length fixed after the check.
+            (
+                Mode::Redact,
+                "application/json",
+                PIPELINE_MIN - 1,
+                false,
+                true,
+            ),
+            (
+                Mode::Redact,
+                "application/octet-stream",
+                1 << 20,
+                false,
+                true,
+            ),
+        ] {
+            let g = guard(mode, AuditLog::open(dir.path(), "h").unwrap());
+            let mut h = head(ct, len);
+            let plan = g.request(&info(), &mut h).unwrap();
+            let what = format!("{mode:?} {ct} {len}");
+            assert_eq!(!plan.settle_before_forwarding, pipelined, "{what}");
+            assert_eq!(
+                h.headers.contains_key(header::CONTENT_LENGTH),
+                keeps_length,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn audit_mode_forwards_every_byte_and_records_each_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(Mode::Audit, AuditLog::open(dir.path(), "a").unwrap());
+        let body = conversation(50, &[(3, "raw"), (30, "json")]);
+        let (early, all) = send(&g, &body, 8 * 1024);
+        assert!(ok(all) == body);
+        assert!(!early.is_empty());
+        let log = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
+        assert_eq!(log.matches("\"rule\"").count(), 2, "{log}");
+    }
+
+    #[test]
+    fn a_body_without_a_cut_is_checked_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(Mode::Redact, AuditLog::open(dir.path(), "w").unwrap());
+        // One JSON string of 300 KiB: no place to cut, so nothing goes before the end.
+        let filler = "let x = 1;\\n".repeat(30_000);
+        let body = format!("{{\"prompt\":\"{filler} {} {filler}\"}}", aws()).into_bytes();
+        let (early, all) = send(&g, &body, 16 * 1024);
+        assert!(early.is_empty());
+        assert!(ok(all) == held(&body).0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unwritable_audit_log_refuses_before_the_secret_goes_on() {
+        // /dev/full fails every write: the finding cannot be recorded, so its block never goes.
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("r.jsonl")).unwrap();
+        let g = guard(Mode::Redact, AuditLog::open(dir.path(), "r").unwrap());
+        let body = conversation(80, &[(40, "raw")]);
+        let (_, all) = send(&g, &body, 16 * 1024);
+        let Err((sent, r)) = all else {
+            panic!("forwarded with the audit log unwritable");
+        };
+        assert!(r.reason.contains("fail closed"), "{}", r.reason);
+        // What went on before the refusal is the body's clean beginning, nothing past it.
+        let at = body.windows(4).position(|w| w == b"AKIA").unwrap();
+        assert!(!sent.is_empty(), "the clean beginning went on");
+        assert!(
+            sent.len() < at,
+            "{} bytes went on, the secret is at {at}",
+            sent.len()
+        );
+        assert!(body.starts_with(&sent));
+    }
+}

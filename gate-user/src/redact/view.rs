@@ -203,8 +203,15 @@ fn runs_around(raw: &[u8], hits: impl Iterator<Item = usize>) -> Vec<Range<usize
 
 /// Runs holding a JSON escape that can stand for a credential's characters (`\uXXXX`, `\/`).
 fn json_runs(raw: &[u8]) -> Vec<Range<usize>> {
-    let hits =
-        memchr::memchr_iter(b'\\', raw).filter(|&i| matches!(raw.get(i + 1), Some(b'u' | b'/')));
+    // Searched as pairs: conversations are full of `\n` and `\"`, which a search for the
+    // backslash alone would stop at.
+    let mut u = memchr::memmem::find_iter(raw, b"\\u").peekable();
+    let mut slash = memchr::memmem::find_iter(raw, b"\\/").peekable();
+    let hits = std::iter::from_fn(move || match (u.peek(), slash.peek()) {
+        (Some(a), Some(b)) if b < a => slash.next(),
+        (Some(_), _) => u.next(),
+        (None, _) => slash.next(),
+    });
     runs_around(raw, hits)
 }
 
@@ -254,46 +261,95 @@ fn plausible_base64(classes: u8) -> bool {
 }
 
 /// Maximal base64 runs (standard or URL-safe alphabet, optional `=` padding) of useful length.
-/// Skips ahead: a run of at least [`MIN_BASE64`] bytes starting at or after `i` must cover
-/// `i + MIN_BASE64 - 1`, so when that byte is not base64 nothing before it needs a look.
+/// The body is looked at 64 bytes at a time as a bit mask of its base64 bytes; a run of
+/// [`MIN_BASE64`] set bits (found with shifts, carried across words) is where a run is walked
+/// byte by byte. Text, whose words are short, passes in whole words.
 pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
+    // No run crosses `i`: it is 0, or just after a byte outside both alphabets.
     let mut i = 0;
-    while i + MIN_BASE64 <= raw.len() {
-        let probe = i + MIN_BASE64 - 1;
-        let mut classes = B64_CLASS[raw[probe] as usize];
-        if classes == 0 {
-            i = probe + 1;
-            continue;
-        }
-        let mut start = probe;
-        while start > i {
-            let c = B64_CLASS[raw[start - 1] as usize];
-            if c == 0 {
-                break;
+    'scan: while i + MIN_BASE64 <= raw.len() {
+        // Set bits ending the previous word, counted from `i` on.
+        let mut carried = 0usize;
+        let mut base = i;
+        while base < raw.len() {
+            let word = &raw[base..raw.len().min(base + 64)];
+            let m = b64_bits(word);
+            let start = if carried + m.trailing_ones() as usize >= MIN_BASE64 {
+                Some(base - carried)
+            } else {
+                let y = runs_of_min_base64(m);
+                (y != 0).then(|| base + y.trailing_zeros() as usize)
+            };
+            if let Some(start) = start {
+                let (run, next) = walk_base64_run(raw, start);
+                out.extend(run);
+                i = next;
+                continue 'scan;
             }
-            classes |= c;
-            start -= 1;
+            carried = if m == u64::MAX {
+                carried + 64
+            } else {
+                m.leading_ones() as usize
+            };
+            base += 64;
         }
-        let mut stop = probe + 1;
-        while stop < raw.len() {
-            let c = B64_CLASS[raw[stop] as usize];
-            if c == 0 {
-                break;
-            }
-            classes |= c;
-            stop += 1;
-        }
-        let mut end = stop;
-        while end < raw.len() && raw[end] == b'=' && end - stop < 2 {
-            end += 1;
-        }
-        if stop - start >= MIN_BASE64 && plausible_base64(classes) {
-            out.push(start..end);
-        }
-        i = end;
+        break;
     }
     out
+}
+
+/// One bit per byte of `word` (at most 64 bytes), set where the byte is in either base64
+/// alphabet. Branch-free comparisons (vector code), then eight flags at a time packed into a
+/// byte with one multiplication.
+#[inline]
+fn b64_bits(word: &[u8]) -> u64 {
+    let mut flags = [0u8; 64];
+    for (f, &b) in flags.iter_mut().zip(word) {
+        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+        let digit = b.wrapping_sub(b'0') < 10;
+        let sym = (b == b'+') | (b == b'/') | (b == b'-') | (b == b'_');
+        *f = u8::from(letter | digit | sym);
+    }
+    let mut m = 0u64;
+    for (k, eight) in flags.chunks_exact(8).enumerate() {
+        let v = u64::from_le_bytes(eight.try_into().unwrap_or_default());
+        // Each byte of v is 0 or 1: the product gathers byte i's bit at bit 56 + i.
+        m |= (v.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+    }
+    m
+}
+
+/// Bit j set where bits j..j + MIN_BASE64 of `m` are all set (bits past 63 count as clear).
+#[inline]
+fn runs_of_min_base64(m: u64) -> u64 {
+    const _: () = assert!(MIN_BASE64 == 24, "the shifts below make runs of 24");
+    let r2 = m & (m >> 1);
+    let r4 = r2 & (r2 >> 2);
+    let r8 = r4 & (r4 >> 4);
+    let r16 = r8 & (r8 >> 8);
+    r16 & (r8 >> 16)
+}
+
+/// The maximal run of base64 bytes starting at `start` (with up to two `=` after it): the run,
+/// if it is long and plausible enough, and where the search goes on.
+fn walk_base64_run(raw: &[u8], start: usize) -> (Option<Range<usize>>, usize) {
+    let mut classes = 0;
+    let mut stop = start;
+    while stop < raw.len() {
+        let c = B64_CLASS[raw[stop] as usize];
+        if c == 0 {
+            break;
+        }
+        classes |= c;
+        stop += 1;
+    }
+    let mut end = stop;
+    while end < raw.len() && raw[end] == b'=' && end - stop < 2 {
+        end += 1;
+    }
+    let run = (stop - start >= MIN_BASE64 && plausible_base64(classes)).then_some(start..end);
+    (run, end)
 }
 
 /// Decodes a run with whichever alphabet fits; None if it is not valid base64. The engine
@@ -530,6 +586,61 @@ pub fn layers(raw: &[u8], finder: &dyn Finder, key: &RedactionKey, depth: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_runs_by_word_are_the_bytewise_runs() {
+        // Runs of every length around the threshold and the word size, in either alphabet
+        // and mixed, padded or not, between separators, at every offset of a word.
+        let pieces: [&[u8]; 12] = [
+            b"Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4",
+            b"aGVsbG8gd29ybGQ=",
+            b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=",
+            b"snake_case_identifier_name",
+            b"a-b_c-d_E1",
+            b"==",
+            b" ",
+            b"\\n",
+            b"\"",
+            b"x",
+            b"AbCdEfGhIjKlMnOpQrStUvWx",
+            b"0123456789abcdefABCDEF+/",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize
+        };
+        for _ in 0..3_000 {
+            let mut body = Vec::new();
+            let n = next() % 40;
+            for _ in 0..n {
+                let p = pieces[next() % pieces.len()];
+                let cut = next() % (p.len() + 1);
+                body.extend_from_slice(&p[..cut.max(1)]);
+            }
+            assert_eq!(
+                base64_runs(&body),
+                reference_base64_runs(&body),
+                "{:?}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        // Long runs: whole words of base64, and ones that end exactly at word boundaries.
+        for len in [23, 24, 25, 63, 64, 65, 127, 128, 129, 200] {
+            for lead in [0, 1, 40, 63, 64] {
+                let mut body = vec![b' '; lead];
+                body.extend((0..len).map(|k| b"Ab3"[k % 3]));
+                body.extend_from_slice(b"= tail");
+                assert_eq!(
+                    base64_runs(&body),
+                    reference_base64_runs(&body),
+                    "len {len} lead {lead}"
+                );
+            }
+        }
+    }
 
     /// A stand-in scanner: finds the literal token `SECRETTOKEN` followed by 8 digits.
     fn finder(data: &[u8]) -> Vec<Span> {

@@ -2,7 +2,8 @@
 //! (tests/src/ws.rs) speaks frames through gate's forward proxy to a local HTTPS upstream whose
 //! `/ws` route echoes every message and keeps what it received, so each test compares bytes on
 //! both sides. One test runs that client as a program (gate-ws-client), the agent under
-//! `gate run --enforce kernel`, with the upstream inside a test host's network namespace.
+//! `gate run --enforce kernel`, with the upstream inside a test host's network namespace;
+//! one fills the audit disk under `gate serve`.
 //! Secrets are assembled at run time from pieces, so no file here holds one.
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +14,7 @@ use gate::redact::RedactionKey;
 use gate_tests::netns::TestHost;
 use gate_tests::serve::Served;
 use gate_tests::upstream::{Options, TestCa, Upstream, WsEvent};
-use gate_tests::util::{aws_key, gate_bin, github_token, noise, require_root};
+use gate_tests::util::{Tmpfs, aws_key, gate_bin, github_token, noise, require_root};
 use gate_tests::ws::{self, Message, Opened};
 
 const HOST: &str = "api.test";
@@ -524,5 +525,88 @@ fn under_gate_run_the_upstream_gets_placeholders_and_the_agent_its_echo_restored
             && findings[0].contains(&ph_tok)
             && findings[0].contains("\"command\":\"gate-ws-client\""),
         "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_audit_disk_closes_the_websocket_and_forwards_nothing() {
+    if !require_root("a_full_audit_disk_closes_the_websocket_and_forwards_nothing") {
+        return;
+    }
+    let (_d, ca, up) = setup();
+    let fs = Tmpfs::mount("64k");
+    let gate = Served::start_in(
+        tempfile::tempdir().unwrap(),
+        Some(fs.path()),
+        &[HOST],
+        "redact",
+        &ca,
+        &up,
+        &[],
+    );
+    let key = aws_key();
+    let mut c = connect(&gate, &up).await;
+    c.text("clean, before the disk fills").await;
+    assert_eq!(c.recv_data().await.1, b"clean, before the disk fills");
+    // Fill what is left. The audit file's last page still holds a few findings, so messages
+    // go on until that is used up too; the first one whose finding cannot be written is where
+    // the connection must end, that message unsent.
+    let _ = std::fs::write(fs.path().join("filler"), vec![0u8; 64 << 10]);
+    let mut refused = None;
+    for i in 0..60 {
+        c.text(&format!("marker-{i} {key}")).await;
+        match c.recv().await {
+            Some(Message::Text(_)) => continue,
+            Some(Message::Close(f)) => {
+                refused = Some((i, f));
+                break;
+            }
+            other => panic!("neither an echo nor a Close: {other:?}"),
+        }
+    }
+    let (i, close) = refused.expect("messages were still forwarded with the audit disk full");
+    eprintln!("full audit disk: {i} message(s) with a secret still fit, the next was refused");
+    let close = close.expect("a Close frame with a code");
+    assert_eq!(u16::from(close.code), 1011, "{close:?}");
+    assert!(
+        close.reason.contains("audit log unwritable") && close.reason.contains("fail closed"),
+        "{close:?}"
+    );
+    assert!(c.recv_close().await.is_none(), "the connection stays open");
+
+    let marker = format!("marker-{i} ");
+    let ev = events(&up, i + 2).await;
+    let data = data_events(&ev);
+    assert_eq!(data.len(), i + 1, "{ev:?}");
+    assert!(
+        !data
+            .iter()
+            .any(|e| matches!(e, WsEvent::Text(t) if t.starts_with(marker.as_bytes()))),
+        "the refused message reached the upstream"
+    );
+    assert_eq!(ev.last(), Some(&WsEvent::Close(Some(1001))), "{ev:?}");
+    assert!(
+        !ev.iter().any(|e| matches!(e, WsEvent::Text(t) | WsEvent::Binary(t) if t.windows(key.len()).any(|w| w == key.as_bytes()))),
+        "the secret reached the upstream"
+    );
+
+    // While the log cannot be written, a new upgrade is refused before it reaches the upstream.
+    let before = up.recorded().len();
+    match ws::open(
+        gate.fwd_addr(),
+        &gate.ca_cert(),
+        &authority(&up),
+        "/ws",
+        &[],
+    )
+    .await
+    {
+        Opened::Upgraded(head, _) => panic!("upgraded with the audit disk full: {head}"),
+        Opened::Refused(head, _) => assert!(!head.starts_with("HTTP/1.1 101"), "{head}"),
+    }
+    assert_eq!(
+        up.recorded().len(),
+        before,
+        "the upgrade reached the upstream"
     );
 }

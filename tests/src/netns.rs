@@ -163,6 +163,29 @@ impl TestHost {
     pub fn clear_events(&self) {
         let _ = std::fs::write(&self.log, "");
     }
+
+    /// Runs `f` on a thread that has joined the host's network namespace, so a server it
+    /// starts (an [`crate::upstream::Upstream`] bound to [`TestHost::ip`], say) listens inside
+    /// the test host and is reached over the veth pair like a remote machine. A socket stays in
+    /// the namespace it was made in, and threads `f` spawns start in it too.
+    pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        // Where `ip netns add` keeps the namespace.
+        let path = format!("/var/run/netns/{}", self.ns);
+        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns(2) with a namespace fd we hold open; it moves only this thread,
+                // which the scope owns and which runs nothing but `f`.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                let err = std::io::Error::last_os_error();
+                assert_eq!(rc, 0, "setns into {}: {err}", self.ns);
+                f()
+            })
+            .join()
+            .expect("the thread inside the test host panicked")
+        })
+    }
 }
 
 impl Drop for TestHost {

@@ -1,5 +1,7 @@
-//! Small helpers: the built `gate` binary, root checks that fail loudly under CI, temp dirs.
-use std::path::PathBuf;
+//! Small helpers: the built `gate` binary, root checks that fail loudly under CI, temp dirs
+//! (a small tmpfs to fill, for full-disk tests).
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// True when running under CI (CI=true): a test that cannot run must fail, not skip.
 pub fn is_ci() -> bool {
@@ -72,4 +74,50 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     }
     v.truncate(len);
     v
+}
+
+/// A tmpfs mounted on a temp dir for the life of the value (root only), so a test can fill a
+/// real filesystem without touching the machine's.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (mount's syntax: `64k`, `1m`), mode 0700.
+    pub fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount tmpfs on {}", dir.path().display());
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Remounts with `opt` (`ro`, `rw`).
+    pub fn remount(&self, opt: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {opt}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
 }

@@ -35,13 +35,17 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
-/// A TLS client config trusting `ca` (PEM file), offering HTTP/1.1 only.
+/// A TLS client config trusting every certificate in `ca` (a PEM file: one CA, or a bundle
+/// such as the one `gate run` points SSL_CERT_FILE at), offering HTTP/1.1 only.
 pub fn tls_config(ca: &Path) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut store = rustls::RootCertStore::empty();
-    store
-        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).expect("CA file"))
-        .expect("CA certificate");
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .expect("CA file")
+        .map(|c| c.expect("a certificate in the CA file"));
+    // A system bundle may hold a root webpki cannot parse; it is skipped, as clients do.
+    let (added, _) = store.add_parsable_certificates(certs);
+    assert!(added > 0, "no usable certificate in {}", ca.display());
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -80,6 +84,22 @@ pub async fn tls_through(fwd: SocketAddr, authority: &str, ca: &Path) -> TlsStre
         .await
         .expect("CONNECT answer timed out");
     assert!(head.starts_with("HTTP/1.1 200"), "CONNECT: {head}");
+    tls_on(tcp, authority, ca).await
+}
+
+/// A TLS connection straight to `authority`, naming no proxy (under `gate run` the kernel
+/// hands the connect() to gate's transparent listener), the server certificate checked
+/// against `ca`.
+pub async fn tls_direct(authority: &str, ca: &Path) -> TlsStream<TcpStream> {
+    let tcp = tokio::time::timeout(WAIT, TcpStream::connect(authority))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    tls_on(tcp, authority, ca).await
+}
+
+/// The TLS handshake on `tcp` for `authority`'s host (a name or an IP address).
+async fn tls_on(tcp: TcpStream, authority: &str, ca: &Path) -> TlsStream<TcpStream> {
     let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
     tokio::time::timeout(

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use gate::audit::{AuditLog, Decision, Event, EventKind, FindingRecord, reader};
-use gate_tests::util::{gate_bin, require_root};
+use gate_tests::util::{Tmpfs, gate_bin, require_root};
 
 fn at(secs_ago: i64) -> String {
     let now = std::time::SystemTime::now()
@@ -338,49 +338,6 @@ fn gate_log_follow_prints_new_events_and_new_runs_and_stops_on_sigterm() {
         )
     );
     assert!(rx.try_recv().is_err(), "the filtered-out event was printed");
-}
-
-/// A tmpfs mounted on a temp dir for the life of the value.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(st.success(), "mount tmpfs on {}", dir.path().display());
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn remount(&self, opt: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{opt}")])
-            .arg(self.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount {opt}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
 }
 
 /// Fills the filesystem holding `path` with a file of that name; returns its size.

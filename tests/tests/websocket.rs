@@ -1,12 +1,20 @@
 //! End-to-end tests of WebSocket inspection through the real `gate serve` binary: a Rust client
 //! (tests/src/ws.rs) speaks frames through gate's forward proxy to a local HTTPS upstream whose
 //! `/ws` route echoes every message and keeps what it received, so each test compares bytes on
-//! both sides. Secrets are assembled at run time from pieces, so no file here holds one.
+//! both sides. One test runs that client as a program (gate-ws-client), the agent under
+//! `gate run --enforce kernel`, with the upstream inside a test host's network namespace;
+//! one fills the audit disk under `gate serve`.
+//! Secrets are assembled at run time from pieces, so no file here holds one.
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gate::redact::RedactionKey;
+use gate_tests::netns::TestHost;
 use gate_tests::serve::Served;
 use gate_tests::upstream::{Options, TestCa, Upstream, WsEvent};
-use gate_tests::util::{aws_key, github_token, noise};
+use gate_tests::util::{Tmpfs, aws_key, gate_bin, github_token, noise, require_root};
 use gate_tests::ws::{self, Message, Opened};
 
 const HOST: &str = "api.test";
@@ -43,6 +51,14 @@ async fn events(up: &Upstream, n: usize) -> Vec<WsEvent> {
 fn data_events(ev: &[WsEvent]) -> Vec<&WsEvent> {
     ev.iter()
         .filter(|e| matches!(e, WsEvent::Text(_) | WsEvent::Binary(_)))
+        .collect()
+}
+
+/// The audit log's findings in WebSocket messages.
+fn ws_findings(audit: &str) -> Vec<&str> {
+    audit
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"finding\"") && l.contains("websocket message"))
         .collect()
 }
 
@@ -108,10 +124,7 @@ async fn redact_mode_sends_placeholders_upstream_and_restores_the_echo() {
     );
     let audit = gate.audit_text();
     assert!(!audit.contains(&key) && !audit.contains(&tok), "{audit}");
-    let findings: Vec<&str> = audit
-        .lines()
-        .filter(|l| l.contains("\"kind\":\"finding\"") && l.contains("websocket message"))
-        .collect();
+    let findings = ws_findings(&audit);
     assert_eq!(findings.len(), 4, "{audit}");
     assert!(
         findings
@@ -363,4 +376,237 @@ async fn passthrough_hosts_keep_the_raw_tunnel() {
         .expect("echo timed out")
         .unwrap();
     assert_eq!(got, raw);
+}
+
+/// A `gate run` that is ended (TERM, then KILL) if the test is done with it first.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if !matches!(self.0.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `gate run --enforce kernel --mode MODE` in `dir` with `gate-ws-client URL` as the
+/// agent, `lines` on its stdin; returns whether the client succeeded and what it printed.
+fn ws_client_under_gate_run(
+    dir: &Path,
+    mode: &str,
+    upstream_ca: &Path,
+    url: &str,
+    lines: &[String],
+) -> (bool, String) {
+    let mut cmd = Command::new(gate_bin());
+    cmd.args([
+        "run",
+        "--enforce",
+        "kernel",
+        "--mode",
+        mode,
+        "--upstream-ca",
+    ])
+    .arg(upstream_ca)
+    .arg("--audit-dir")
+    .arg(dir.join("audit"))
+    .args(["--", env!("CARGO_BIN_EXE_gate-ws-client"), url])
+    .env("GATE_DATA_DIR", dir.join("data"))
+    .env("XDG_CONFIG_HOME", dir.join("xdg-config"));
+    // gate run sets the proxy variables for its child itself (the client ignores them); a
+    // caller's sudo would make gate run the child as that user.
+    for k in ["GATE_CONFIG", "GATE_AUDIT_DIR", "SUDO_UID"] {
+        cmd.env_remove(k);
+    }
+    let child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("gate run");
+    let mut run = Running(child);
+    let mut stdin = run.0.stdin.take().unwrap();
+    for l in lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    drop(stdin);
+    // The client bounds each wait itself; this bounds the whole run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = run.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gate run did not end within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut run.0.stdout.take().unwrap(), &mut out).unwrap();
+    (status.success(), out)
+}
+
+/// Every audit file under `dir`, one after the other.
+fn audit_text(dir: &Path) -> String {
+    let mut all = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+    }
+    all
+}
+
+#[test]
+fn under_gate_run_the_upstream_gets_placeholders_and_the_agent_its_echo_restored() {
+    if !require_root(
+        "under_gate_run_the_upstream_gets_placeholders_and_the_agent_its_echo_restored",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    // The upstream listens inside the test host: not loopback, so the agent's connect() is
+    // taken to gate by the kernel, and gate dials the host over the veth pair.
+    let host = TestHost::create().expect("test host");
+    let ip = host.ip.to_string();
+    let mut o = Options::new(&[&ip]);
+    o.bind = Some(host.ip.into());
+    let up = host.within(|| Upstream::start_with(&ca, o));
+    let url = format!("wss://{ip}:{}/ws", up.port());
+
+    let (key, tok) = (aws_key(), github_token());
+    let secret = format!("deploy with {key} and push with {tok}");
+    let clean = "{\"id\":\"550e8400-e29b-41d4-a716-446655440000\",\"sha\":\"da39a3ee5e6b4b0d3255bfef95601890afd80709\"}";
+    let (ok, out) = ws_client_under_gate_run(
+        dir.path(),
+        "redact",
+        ca.cert_path(),
+        &url,
+        &[secret.clone(), clean.to_string()],
+    );
+    // What the agent printed holds its own secrets (restored); never show them.
+    let hide = |s: &str| s.replace(&key, "<aws key>").replace(&tok, "<github token>");
+    let want = format!("text {secret}\ntext {clean}\nclose 1000 \n");
+    assert!(ok && out == want, "client printed:\n{}", hide(&out));
+
+    let rk = RedactionKey::load_or_init(&dir.path().join("data")).unwrap();
+    let ph = rk.placeholder("aws-access-key-id", key.as_bytes());
+    let ph_tok = rk.placeholder("github-pat-classic", tok.as_bytes());
+    // Gate passes the agent's Close on; it may land a moment after gate run has ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.ws_events().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        up.ws_events(),
+        [
+            text(&format!("deploy with {ph} and push with {ph_tok}")),
+            text(clean),
+            WsEvent::Close(Some(1000)),
+        ],
+    );
+    let all = audit_text(&dir.path().join("audit"));
+    assert!(!all.contains(&key) && !all.contains(&tok), "{}", hide(&all));
+    let findings = ws_findings(&all);
+    assert_eq!(findings.len(), 1, "{all}");
+    assert!(
+        findings[0].contains("\"decision\":\"redact\"")
+            && findings[0].contains(&ph)
+            && findings[0].contains(&ph_tok)
+            && findings[0].contains("\"command\":\"gate-ws-client\""),
+        "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_audit_disk_closes_the_websocket_and_forwards_nothing() {
+    if !require_root("a_full_audit_disk_closes_the_websocket_and_forwards_nothing") {
+        return;
+    }
+    let (_d, ca, up) = setup();
+    let fs = Tmpfs::mount("64k");
+    let gate = Served::start_in(
+        tempfile::tempdir().unwrap(),
+        Some(fs.path()),
+        &[HOST],
+        "redact",
+        &ca,
+        &up,
+        &[],
+    );
+    let key = aws_key();
+    let mut c = connect(&gate, &up).await;
+    c.text("clean, before the disk fills").await;
+    assert_eq!(c.recv_data().await.1, b"clean, before the disk fills");
+    // Fill what is left. The audit file's last page still holds a few findings, so messages
+    // go on until that is used up too; the first one whose finding cannot be written is where
+    // the connection must end, that message unsent.
+    let _ = std::fs::write(fs.path().join("filler"), vec![0u8; 64 << 10]);
+    let mut refused = None;
+    for i in 0..60 {
+        c.text(&format!("marker-{i} {key}")).await;
+        match c.recv().await {
+            Some(Message::Text(_)) => continue,
+            Some(Message::Close(f)) => {
+                refused = Some((i, f));
+                break;
+            }
+            other => panic!("neither an echo nor a Close: {other:?}"),
+        }
+    }
+    let (i, close) = refused.expect("messages were still forwarded with the audit disk full");
+    eprintln!("full audit disk: {i} message(s) with a secret still fit, the next was refused");
+    let close = close.expect("a Close frame with a code");
+    assert_eq!(u16::from(close.code), 1011, "{close:?}");
+    assert!(
+        close.reason.contains("audit log unwritable") && close.reason.contains("fail closed"),
+        "{close:?}"
+    );
+    assert!(c.recv_close().await.is_none(), "the connection stays open");
+
+    let marker = format!("marker-{i} ");
+    let ev = events(&up, i + 2).await;
+    let data = data_events(&ev);
+    assert_eq!(data.len(), i + 1, "{ev:?}");
+    assert!(
+        !data
+            .iter()
+            .any(|e| matches!(e, WsEvent::Text(t) if t.starts_with(marker.as_bytes()))),
+        "the refused message reached the upstream"
+    );
+    assert_eq!(ev.last(), Some(&WsEvent::Close(Some(1001))), "{ev:?}");
+    assert!(
+        !ev.iter().any(|e| matches!(e, WsEvent::Text(t) | WsEvent::Binary(t) if t.windows(key.len()).any(|w| w == key.as_bytes()))),
+        "the secret reached the upstream"
+    );
+
+    // While the log cannot be written, a new upgrade is refused before it reaches the upstream.
+    let before = up.recorded().len();
+    match ws::open(
+        gate.fwd_addr(),
+        &gate.ca_cert(),
+        &authority(&up),
+        "/ws",
+        &[],
+    )
+    .await
+    {
+        Opened::Upgraded(head, _) => panic!("upgraded with the audit disk full: {head}"),
+        Opened::Refused(head, _) => assert!(!head.starts_with("HTTP/1.1 101"), "{head}"),
+    }
+    assert_eq!(
+        up.recorded().len(),
+        before,
+        "the upgrade reached the upstream"
+    );
 }

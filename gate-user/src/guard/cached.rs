@@ -47,11 +47,18 @@ impl Cutter {
     /// `data` is the body so far (each call a longer prefix of the same body). Returns the
     /// blocks this call completed: ranges whose end cut is now known.
     pub fn push(&mut self, data: &[u8]) -> Vec<Range<usize>> {
+        self.push_at(data, 0)
+    }
+
+    /// As [`Cutter::push`], given only the body from `offset` on (`tail`), which must
+    /// include every byte from the last block reported onward.
+    pub fn push_at(&mut self, tail: &[u8], offset: usize) -> Vec<Range<usize>> {
         let finder = memchr::memmem::Finder::new(MARKER);
         let before = self.cuts.len();
-        let mut i = self.next.max(MIN_BLOCK);
-        while i < data.len() {
-            match finder.find(&data[i..]) {
+        let len = offset + tail.len();
+        let mut i = self.next.max(MIN_BLOCK).max(offset);
+        while i < len {
+            match finder.find(&tail[i - offset..]) {
                 Some(p) => {
                     let cut = i + p + 2;
                     self.cuts.push(cut);
@@ -59,7 +66,7 @@ impl Cutter {
                 }
                 None => {
                     // A marker may still begin in the last bytes, once more of it arrives.
-                    i = i.max(data.len().saturating_sub(MARKER.len() - 1));
+                    i = i.max(len.saturating_sub(MARKER.len() - 1));
                     break;
                 }
             }
@@ -247,15 +254,13 @@ pub fn seam_width(scanner: &Scanner) -> usize {
 /// One block of a body forwarded block by block while it arrives (see [`part`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Block<'a> {
-    /// The body from the block's start to [`seam_width`] past its end (or to the body's end,
-    /// whichever is first).
-    pub window: &'a [u8],
+    /// The block's bytes.
+    pub bytes: &'a [u8],
     /// Where the block starts in the body: 0 or a cut.
     pub start: usize,
-    /// The block is `window[..len]`.
-    pub len: usize,
-    /// A cut follows the block (it is not the body's last).
-    pub seam_after: bool,
+    /// When a cut follows the block (it is not the body's last): the body from
+    /// [`seam_width`] before that cut to as far after it (or to the body's end).
+    pub seam_after: Option<&'a [u8]>,
 }
 
 /// One block of a body as [`plan`] sees it: the edits (in body offsets) that start in the
@@ -269,23 +274,18 @@ pub fn part(
     depth: usize,
 ) -> Plan {
     let finder = ScanFinder(scanner);
-    let p = block_plan(&finder, cache, key, &b.window[..b.len], depth);
+    let p = block_plan(&finder, cache, key, b.bytes, depth);
     let mut out = Plan {
         edits: p.edits.iter().map(|e| shifted(e, b.start)).collect(),
         values: p.values.clone(),
     };
-    if b.seam_after {
+    if let Some(window) = b.seam_after {
+        let seam = seam_width(scanner);
         let mut crossing = Plan::default();
-        seam_plan(
-            &mut crossing,
-            &finder,
-            key,
-            b.window,
-            b.len,
-            seam_width(scanner),
-        );
+        seam_plan(&mut crossing, &finder, key, window, seam, seam);
+        let at = b.start + b.bytes.len() - seam;
         out.edits
-            .extend(crossing.edits.iter().map(|e| shifted(e, b.start)));
+            .extend(crossing.edits.iter().map(|e| shifted(e, at)));
         out.values.extend(crossing.values);
     }
     out
@@ -357,6 +357,16 @@ mod tests {
             // Every block but the last (still open at the end) was reported, in order.
             let expect: Vec<Range<usize>> = whole.windows(2).map(|w| w[0]..w[1]).collect();
             assert_eq!(blocks, expect, "pushed {step} bytes at a time");
+            // The same given only the body from the last block reported on.
+            let mut c = Cutter::default();
+            let (mut blocks, mut end, mut from) = (Vec::new(), 0, 0);
+            while end < body.len() {
+                end = (end + step).min(body.len());
+                let done = c.push_at(&body[from..end], from);
+                from = done.last().map_or(from, |r| r.end);
+                blocks.extend(done);
+            }
+            assert_eq!(blocks, expect, "pushed {step} bytes at a time, tail only");
         }
     }
 

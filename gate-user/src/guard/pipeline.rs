@@ -14,12 +14,13 @@
 //! here: it settles the body first, so a secret is refused before the upstream sees a byte.
 //! A failure after part of the body went upstream (an audit write, the scanner) aborts the
 //! upstream request unfinished; nothing unchecked is ever forwarded.
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use http::StatusCode;
 
@@ -49,20 +50,24 @@ pub(super) fn is_json(content_type: Option<&str>) -> bool {
 /// A planned block: its index, and its part (`None`: planning it panicked).
 type Done = (usize, Option<Plan>);
 
-/// A stretch of the body planned as one part: its range, and whether a cut follows it (every
-/// block but the body's last).
+/// A stretch of the body planned as one part: where it starts, its bytes once handed out,
+/// and whether a cut follows it (every block but the body's last).
 #[derive(Debug, Clone)]
 struct Stretch {
     range: std::ops::Range<usize>,
-    seam_after: bool,
+    bytes: Bytes,
+    /// The body from a seam before the cut after the block to a seam after it.
+    seam: Option<Bytes>,
 }
 
 /// A request body forwarded block by block; see the module docs.
 pub(super) struct PipelinedBody {
     guard: Arc<Inner>,
     info: RequestInfo,
-    /// The body so far (kept whole: seams and the whole-body fallback need it).
-    buf: Vec<u8>,
+    /// The body from offset `held` on: what has not been handed out yet. Handed-out blocks
+    /// are split off it (no copy) and shared with the pool.
+    buf: BytesMut,
+    held: usize,
     cutter: cached::Cutter,
     /// Every block whose end is known, in order.
     blocks: Vec<Stretch>,
@@ -77,6 +82,8 @@ pub(super) struct PipelinedBody {
     rx: mpsc::Receiver<Done>,
     /// Woken by the pool when a part is done.
     waker: Arc<AtomicWaker>,
+    /// Checked bytes not yet taken by the proxy, in order.
+    ready: VecDeque<Bytes>,
     /// `blocks[..next]` have been forwarded, up to body offset `pos`.
     next: usize,
     pos: usize,
@@ -106,7 +113,8 @@ impl PipelinedBody {
         Self {
             guard,
             info,
-            buf: Vec::with_capacity(capacity),
+            buf: BytesMut::with_capacity(capacity),
+            held: 0,
             cutter: cached::Cutter::default(),
             blocks: Vec::new(),
             spawned: 0,
@@ -115,6 +123,7 @@ impl PipelinedBody {
             tx,
             rx,
             waker: Arc::new(AtomicWaker::new()),
+            ready: VecDeque::new(),
             next: 0,
             pos: 0,
             edited_to: 0,
@@ -123,42 +132,48 @@ impl PipelinedBody {
         }
     }
 
+    /// Body bytes received so far.
+    fn received(&self) -> usize {
+        self.held + self.buf.len()
+    }
+
     /// Whether the body is planned whole (too small to cut, or no cut in it), as
     /// [`cached::plan`] would; then nothing goes on before it ends.
     fn whole(&self) -> bool {
-        self.buf.len() < cached::MIN_CACHED_BODY || self.blocks.is_empty()
+        self.received() < cached::MIN_CACHED_BODY || self.blocks.is_empty()
     }
 
-    /// The bytes [`cached::part`] needs for block `k`: from its start to a seam past its end,
-    /// or to what there is of the body.
-    fn window(&self, k: usize) -> std::ops::Range<usize> {
-        let b = &self.blocks[k].range;
-        b.start..(b.end + self.seam).min(self.buf.len())
-    }
-
-    /// Plans block `k` here.
+    /// Plans block `k` on this thread.
     fn plan_here(&self, k: usize) -> Result<Plan, Refusal> {
-        let w = self.window(k);
         let b = &self.blocks[k];
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.guard
-                .part(&self.buf[w.clone()], w.start, b.range.len(), b.seam_after)
+            self.guard.part(&b.bytes, b.range.start, b.seam.as_deref())
         }))
         .map_err(|_| scanner_failed())
     }
 
     /// Hands out every known block whose seam bytes have arrived (all of them once the body
-    /// has ended).
+    /// has ended): split off the held bytes, with a copy of the seam after it.
     fn spawn_ready(&mut self, ended: bool) {
         while self.spawned < self.blocks.len() {
             let k = self.spawned;
-            let b = self.blocks[k].clone();
-            if !ended && self.buf.len() < b.range.end + self.seam {
+            let range = self.blocks[k].range.clone();
+            let last = ended && k + 1 == self.blocks.len() && range.end == self.received();
+            if !ended && self.received() < range.end + self.seam {
                 break;
             }
-            let w = self.window(k);
-            let start = w.start;
-            let window = self.buf[w].to_vec();
+            debug_assert_eq!(range.start, self.held);
+            let bytes = self.buf.split_to(range.len()).freeze();
+            self.held = range.end;
+            let seam = (!last).then(|| {
+                let mut w = Vec::with_capacity(2 * self.seam);
+                w.extend_from_slice(&bytes[bytes.len() - self.seam..]);
+                w.extend_from_slice(&self.buf[..self.seam.min(self.buf.len())]);
+                Bytes::from(w)
+            });
+            let b = &mut self.blocks[k];
+            b.bytes = bytes.clone();
+            b.seam = seam.clone();
             let guard = self.guard.clone();
             let tx = self.tx.clone();
             let waker = self.waker.clone();
@@ -169,7 +184,7 @@ impl PipelinedBody {
                 // A panic must not take the process down: the block is planned again when it
                 // is due, and a second panic refuses the request.
                 let part = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    guard.part(&window, start, b.range.len(), b.seam_after)
+                    guard.part(&bytes, range.start, seam.as_deref())
                 }))
                 .ok();
                 let _ = tx.send((k, part));
@@ -194,9 +209,10 @@ impl PipelinedBody {
         }
     }
 
-    /// Forwards the body up to `upto` (a cut, or its end) with `part`'s edits, the next
-    /// stretch's: records and remembers what it redacts first.
-    fn forward(&mut self, part: Plan, upto: usize) -> Result<Vec<u8>, Refusal> {
+    /// Forwards block `k` with `part`'s edits (its own and the seam after it's): records and
+    /// remembers what it redacts first. An edit that crosses the cut after the block takes
+    /// the next block's first bytes with it.
+    fn forward(&mut self, k: usize, part: Plan) -> Result<(), Refusal> {
         let mut edits: Vec<&crate::redact::Edit> = part.edits.iter().collect();
         edits.sort_by(|a, b| {
             a.range
@@ -230,32 +246,41 @@ impl PipelinedBody {
         if !found.is_empty() {
             self.guard.record_findings(&self.info, "body", &found)?;
         }
-        let end = upto.max(self.edited_to);
+        let Stretch { range, bytes, .. } = &self.blocks[k];
+        let (start, end) = (range.start, range.end);
+        let from = self.pos.max(start);
         self.guard
             .scanned
-            .fetch_add((end - self.pos) as u64, Ordering::Relaxed);
-        let mut out = Vec::with_capacity(end - self.pos);
+            .fetch_add((end.max(from) - from) as u64, Ordering::Relaxed);
+        let mut pos = from;
         if self.guard.mode == Mode::Redact && !kept.is_empty() {
             self.guard.remember(&part);
             for e in kept {
-                out.extend_from_slice(&self.buf[self.pos..e.range.start]);
-                out.extend_from_slice(&e.replacement);
-                self.pos = e.range.end;
+                if e.range.start > pos {
+                    self.ready
+                        .push_back(bytes.slice(pos - start..e.range.start - start));
+                }
+                self.ready.push_back(Bytes::copy_from_slice(&e.replacement));
+                pos = e.range.end;
             }
         }
-        out.extend_from_slice(&self.buf[self.pos..end]);
-        self.pos = end;
-        Ok(out)
+        if pos < end {
+            self.ready.push_back(bytes.slice(pos - start..));
+        }
+        self.pos = pos.max(end);
+        // Done with the block's bytes (the ready slices keep what they need).
+        self.blocks[k].bytes = Bytes::new();
+        self.blocks[k].seam = None;
+        Ok(())
     }
 
     /// Forwards every block planned so far, in order.
-    fn forward_ready(&mut self) -> Result<Vec<u8>, Refusal> {
+    fn forward_ready(&mut self) -> Result<(), Refusal> {
         self.collect(false);
-        let mut out = Vec::new();
         // Below this size the whole body is planned whole (see cached::plan), so nothing goes
         // before it is known to be at least this large.
-        if self.buf.len() < cached::MIN_CACHED_BODY {
-            return Ok(out);
+        if self.received() < cached::MIN_CACHED_BODY {
+            return Ok(());
         }
         while let Some(Some(done)) = self.parts.get_mut(self.next).map(Option::take) {
             let k = self.next;
@@ -263,21 +288,34 @@ impl PipelinedBody {
                 Some(p) => p,
                 None => self.plan_here(k)?,
             };
-            let upto = self.blocks[k].range.end;
-            out.extend(self.forward(part, upto)?);
+            self.forward(k, part)?;
             self.next += 1;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Everything ready, as one piece (usually one already).
+    fn take_ready(&mut self) -> Bytes {
+        match self.ready.len() {
+            0 => Bytes::new(),
+            1 => self.ready.pop_front().unwrap_or_default(),
+            _ => {
+                let mut out = BytesMut::with_capacity(self.ready.iter().map(Bytes::len).sum());
+                for b in self.ready.drain(..) {
+                    out.extend_from_slice(&b);
+                }
+                out.freeze()
+            }
+        }
     }
 }
 
 impl Inner {
     /// One block's part (see [`cached::part`]).
-    fn part(&self, window: &[u8], start: usize, len: usize, seam_after: bool) -> Plan {
+    fn part(&self, bytes: &[u8], start: usize, seam_after: Option<&[u8]>) -> Plan {
         let block = cached::Block {
-            window,
+            bytes,
             start,
-            len,
             seam_after,
         };
         cached::part(&self.scanner, &self.cache, &self.key, block, BASE64_DEPTH)
@@ -286,33 +324,37 @@ impl Inner {
 
 impl BodyInspector for PipelinedBody {
     fn chunk(&mut self, chunk: Bytes) -> Result<Bytes, Refusal> {
-        if (self.buf.len() + chunk.len()) as u64 > self.guard.max_body {
+        if (self.received() + chunk.len()) as u64 > self.guard.max_body {
             return Err(Refusal::with_status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body longer than scan.max_body_bytes",
             ));
         }
         self.buf.extend_from_slice(&chunk);
-        let done = self.cutter.push(&self.buf);
+        let done = self.cutter.push_at(&self.buf, self.held);
         self.blocks.extend(done.into_iter().map(|range| Stretch {
             range,
-            seam_after: true,
+            bytes: Bytes::new(),
+            seam: None,
         }));
         self.spawn_ready(false);
-        Ok(Bytes::from(self.forward_ready()?))
+        self.forward_ready()?;
+        Ok(self.ready.pop_front().unwrap_or_default())
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Refusal>> {
+        if let Some(b) = self.ready.pop_front() {
+            return Poll::Ready(Ok(b));
+        }
         // Registered before looking, so a part done in between still wakes the task.
         self.waker.register(cx.waker());
-        let out = match self.forward_ready() {
-            Ok(out) => out,
-            Err(r) => return Poll::Ready(Err(r)),
-        };
-        if out.is_empty() && self.outstanding > 0 {
-            Poll::Pending
-        } else {
-            Poll::Ready(Ok(Bytes::from(out)))
+        if let Err(r) = self.forward_ready() {
+            return Poll::Ready(Err(r));
+        }
+        match self.ready.pop_front() {
+            Some(b) => Poll::Ready(Ok(b)),
+            None if self.outstanding > 0 => Poll::Pending,
+            None => Poll::Ready(Ok(Bytes::new())),
         }
     }
 
@@ -321,16 +363,17 @@ impl BodyInspector for PipelinedBody {
             return;
         }
         self.ended = true;
-        self.spawn_ready(true);
-        if !self.whole() {
-            // The last block runs from the last cut to the end, with no seam after it.
-            let start = self.blocks.last().map_or(0, |b| b.range.end);
-            self.blocks.push(Stretch {
-                range: start..self.buf.len(),
-                seam_after: false,
-            });
-            self.spawn_ready(true);
+        if self.whole() {
+            return;
         }
+        // The last block runs from the last cut to the end, with no seam after it.
+        let start = self.blocks.last().map_or(0, |b| b.range.end);
+        self.blocks.push(Stretch {
+            range: start..self.received(),
+            bytes: Bytes::new(),
+            seam: None,
+        });
+        self.spawn_ready(true);
     }
 
     fn finish(&mut self) -> Result<Bytes, Refusal> {
@@ -338,17 +381,22 @@ impl BodyInspector for PipelinedBody {
         // Normally all back already (the proxy waits for poll_ready to be idle first).
         self.collect(true);
         if self.whole() {
-            // Planned whole, as the held path does (the blocks handed out only warmed the
-            // cache).
+            // Planned whole, as the held path does (blocks handed out only warmed the
+            // cache). Nothing went on yet: the body is what was handed out, then the rest.
             debug_assert_eq!(self.pos, 0, "nothing is forwarded before a cut");
-            let raw = std::mem::take(&mut self.buf);
+            let mut raw = Vec::with_capacity(self.received());
+            for b in &self.blocks[..self.spawned] {
+                raw.extend_from_slice(&b.bytes);
+            }
+            raw.extend_from_slice(&self.buf);
+            self.buf.clear();
             return self.guard.check_body(&self.info, None, raw);
         }
-        let out = self.forward_ready()?;
-        if self.next != self.blocks.len() || self.pos != self.buf.len() {
+        self.forward_ready()?;
+        if self.next != self.blocks.len() || self.pos != self.received() {
             return Err(scanner_failed());
         }
-        Ok(Bytes::from(out))
+        Ok(self.take_ready())
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 /// Most bytes read while deciding (a ClientHello with post-quantum key shares is ~2 KiB; an HTTP
 /// request head with large cookies can be tens of KiB).
 pub const SNIFF_LIMIT: usize = 64 * 1024;
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The outcome of sniffing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -18,7 +17,7 @@ impl Proxy {
     pub(crate) async fn connect(
         self: Arc<Self>,
         ctx: Arc<ConnCtx>,
-        mut req: Request<Incoming>,
+        mut req: Request<ProxyBody>,
     ) -> Response<ProxyBody> {
         let auth = req.uri().authority().map(|a| a.as_str().to_string());
         let parsed = auth.as_deref().and_then(|a| {

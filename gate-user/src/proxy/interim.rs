@@ -1,8 +1,9 @@
-//! Interim (1xx) responses passed from the upstream to an HTTP/1.1 agent. hyper's server sends
-//! only its own 100 Continue, so other interim responses (103 Early Hints above all) are
+//! Interim (1xx) responses passed from the upstream to the agent. hyper's h1 server sends only
+//! its own 100 Continue, so on HTTP/1.1 other interim responses (103 Early Hints above all) are
 //! written to the agent's connection by an IO wrapper that hyper writes through, ahead of
 //! anything hyper writes next. That is safe on HTTP/1.1 because hyper answers one request at a
-//! time: while an interim response can arrive, the final one has not been started.
+//! time: while an interim response can arrive, the final one has not been started. On h2 each
+//! stream's task sends them itself (see `agent_h2`), handed over by [`InterimSink`].
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,11 +11,47 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
 
 /// Bytes of interim responses waiting to be written, at most (a flood is dropped, not kept).
 const MAX_PENDING: usize = 64 * 1024;
+
+/// Interim responses one h2 stream may have waiting, at most (a flood is dropped, not kept).
+pub(crate) const H2_PENDING: usize = 16;
+
+/// Where the interim responses to one request go: the h1 connection's queue, or the task
+/// answering the h2 stream.
+#[derive(Clone, Debug)]
+pub(crate) enum InterimSink {
+    H1(Interim),
+    H2(mpsc::Sender<Response<()>>),
+}
+
+impl InterimSink {
+    /// Passes on `status` with `headers` (hop-by-hop ones left out), if it is one that passes.
+    pub fn send(&self, status: StatusCode, headers: &HeaderMap) {
+        match self {
+            Self::H1(queue) => queue.send(status, headers),
+            Self::H2(tx) => {
+                if !Interim::passes(status) {
+                    return;
+                }
+                let mut head = Response::new(());
+                *head.status_mut() = status;
+                for (name, value) in headers {
+                    if !super::mitm::is_hop_by_hop(name) {
+                        head.headers_mut().append(name, value.clone());
+                    }
+                }
+                if tx.try_send(head).is_err() {
+                    tracing::debug!("interim response dropped: the h2 stream is not taking them");
+                }
+            }
+        }
+    }
+}
 
 /// Every IO poll of every agent connection passes here, so the common case (nothing queued)
 /// takes no lock: a flag says whether anything is, and the connection task's waker is kept
@@ -189,6 +226,30 @@ mod tests {
         assert!(!Interim::passes(StatusCode::CONTINUE));
         assert!(!Interim::passes(StatusCode::SWITCHING_PROTOCOLS));
         assert!(!Interim::passes(StatusCode::OK));
+    }
+
+    #[test]
+    fn h2_sink_passes_interim_heads_without_hop_by_hop_headers_and_drops_a_flood() {
+        let (tx, mut rx) = mpsc::channel(H2_PENDING);
+        let sink = InterimSink::H2(tx);
+        let mut h = HeaderMap::new();
+        h.insert("link", "</s.css>; rel=preload".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        sink.send(StatusCode::CONTINUE, &h);
+        sink.send(StatusCode::from_u16(103).unwrap(), &h);
+        let got = rx.try_recv().unwrap();
+        assert_eq!(got.status(), 103);
+        assert_eq!(got.headers().len(), 1);
+        assert_eq!(got.headers()["link"], "</s.css>; rel=preload");
+        assert!(rx.try_recv().is_err(), "100 is not passed on");
+        for _ in 0..H2_PENDING + 5 {
+            sink.send(StatusCode::from_u16(103).unwrap(), &h);
+        }
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, H2_PENDING);
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! The intercepted HTTP side: serves h1 and h2 to the agent (hyper), and forwards each request
-//! upstream through the inspector, streaming bodies in bounded chunks both ways.
+//! The intercepted HTTP side: serves h1 (hyper) and h2 (the h2 crate, see `agent_h2`) to the
+//! agent, and forwards each request upstream through the inspector, streaming bodies in bounded
+//! chunks both ways.
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,11 +12,12 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::detect::Prefixed;
 use super::inspect::{InspectedBody, RefusalSlot, RequestInfo};
-use super::interim::{Interim, InterimIo};
+use super::interim::{Interim, InterimIo, InterimSink};
 use super::upstream::ProxyBody;
 use super::{ClientInfo, Entry, Proxy, ProxyError, format_dest};
 use crate::audit::{Decision, Event, EventKind};
@@ -103,7 +105,7 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
@@ -142,7 +144,7 @@ fn is_upgrade(h: &HeaderMap) -> bool {
 }
 
 /// The host a request names: h2 :authority / absolute URI, else the Host header.
-fn named_host(req: &Request<Incoming>) -> Result<Option<String>, ProxyError> {
+fn named_host<B>(req: &Request<B>) -> Result<Option<String>, ProxyError> {
     let auth = match req.uri().authority() {
         Some(a) => Some(a.as_str().to_string()),
         None => match req.headers().get(header::HOST) {
@@ -180,44 +182,63 @@ pub const REVERSE_ROUTES: [(&str, bool, &str, u16); 3] = [
     ("/ollama", false, "localhost", 11434),
 ];
 
+/// How long an agent connection may take to send its first bytes, and an h1 one each request
+/// head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Proxy {
-    /// Serves HTTP (h1 or h2, upgrades allowed) on an agent connection until it closes.
-    pub(crate) async fn serve_http<I>(self: Arc<Self>, io: I, ctx: Arc<ConnCtx>)
+    /// Serves HTTP (h1 or h2, upgrades allowed on h1) on an agent connection until it closes:
+    /// h2 when it opens with the HTTP/2 preface (ALPN h2 or prior knowledge), else h1.
+    pub(crate) async fn serve_http<I>(self: Arc<Self>, mut io: I, ctx: Arc<ConnCtx>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let sniffed =
+            tokio::time::timeout(HEADER_READ_TIMEOUT, super::agent_h2::sniff_preface(&mut io))
+                .await;
+        let (h2, prefix) = match sniffed {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                tracing::debug!("agent connection ended: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("agent connection ended: nothing sent in {HEADER_READ_TIMEOUT:?}");
+                return;
+            }
+        };
+        let io = Prefixed::new(prefix, io);
+        if h2 {
+            return self.serve_h2(io, ctx).await;
+        }
         let this = self.clone();
         let interim = Interim::default();
         let io = InterimIo::new(io, interim.clone());
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let this = this.clone();
             let ctx = ctx.clone();
-            req.extensions_mut().insert(interim.clone());
-            async move { Ok::<_, Infallible>(this.handle(ctx, req).await) }
+            req.extensions_mut()
+                .insert(InterimSink::H1(interim.clone()));
+            async move { Ok::<_, Infallible>(this.handle(ctx, req.map(incoming)).await) }
         });
-        let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        b.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(60))
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .keep_alive(true);
-        b.http2()
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(2 * 1024 * 1024)
-            .initial_connection_window_size(8 * 1024 * 1024)
-            .max_concurrent_streams(256)
-            .keep_alive_interval(Duration::from_secs(30));
         if let Err(e) = b
-            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades()
             .await
         {
             tracing::debug!("agent connection ended: {e}");
         }
     }
 
-    async fn handle(
+    /// Answers one agent request (of either protocol).
+    pub(crate) async fn handle(
         self: Arc<Self>,
         ctx: Arc<ConnCtx>,
-        req: Request<Incoming>,
+        req: Request<ProxyBody>,
     ) -> Response<ProxyBody> {
         if let Some((status, reason)) = &ctx.refuse {
             return full(*status, format!("gate: {reason}"));
@@ -258,7 +279,7 @@ impl Proxy {
         }
     }
 
-    fn target(&self, ctx: &ConnCtx, req: &Request<Incoming>) -> Result<Target, ProxyError> {
+    fn target<B>(&self, ctx: &ConnCtx, req: &Request<B>) -> Result<Target, ProxyError> {
         match ctx.entry {
             Entry::Transparent | Entry::Connect => {
                 let named = named_host(req)?;
@@ -336,7 +357,7 @@ impl Proxy {
     async fn forward(
         self: Arc<Self>,
         ctx: &ConnCtx,
-        req: Request<Incoming>,
+        req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, (ProxyError, Option<String>)> {
         let t = self.target(ctx, &req).map_err(|e| (e, None))?;
         let host_for_err = Some(t.host.clone());
@@ -356,12 +377,11 @@ impl Proxy {
         } else {
             None
         };
-        // Interim responses can reach an HTTP/1.1 agent (written ahead of hyper's answer);
-        // on h2 hyper's server has no way to send them, and HTTP/1.0 must never get one.
+        // Interim responses reach HTTP/1.1 and h2 agents; HTTP/1.0 must never get one.
         let interim = parts
             .extensions
-            .remove::<Interim>()
-            .filter(|_| parts.version == Version::HTTP_11);
+            .remove::<InterimSink>()
+            .filter(|_| matches!(parts.version, Version::HTTP_11 | Version::HTTP_2));
         parts.extensions = http::Extensions::new();
         strip_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.remove(header::HOST);
@@ -402,7 +422,7 @@ impl Proxy {
 
         let slot = RefusalSlot::default();
         let body: ProxyBody = match plan.body {
-            None => incoming(body),
+            None => body,
             Some(mut insp) if plan.settle_before_forwarding => {
                 let settled = self.settle(body, insp.as_mut()).await.map_err(fail)?;
                 parts.headers.insert(
@@ -499,7 +519,7 @@ impl Proxy {
     /// `scan.max_body_bytes` (over it: refused, never forwarded in part).
     async fn settle(
         &self,
-        mut body: Incoming,
+        mut body: ProxyBody,
         insp: &mut dyn super::BodyInspector,
     ) -> Result<Bytes, ProxyError> {
         let cap = self.settings.max_body_bytes;

@@ -4,6 +4,7 @@
 //! it name), decide (host policy), then either intercept (TLS terminated with a leaf from gate's
 //! CA, HTTP forwarded request by request through the [`inspect::Inspector`]), pass through (raw
 //! tunnel, audited with byte counts) or refuse (audited, with a reason the agent can read).
+mod agent_h2;
 pub mod detect;
 pub mod error;
 pub mod forward;

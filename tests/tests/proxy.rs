@@ -1049,33 +1049,67 @@ async fn unwritable_audit_log_refuses_traffic() {
     assert_eq!(up.requests(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trailers_pass_over_h2() {
-    use http_body_util::BodyExt;
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(dir.path());
-    let up = Upstream::start(&ca, &["up.test"]);
-    let cfg = format!("[upstream]\nresolve = [\"up.test={}\"]\n", up.addr());
-    let t = transparent(&cfg, ca.cert_path(), up.addr()).await;
-    let tcp = tokio::net::TcpStream::connect(t.listener).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(rustls_client(&[pem_der(&t.ca_cert())], &[b"h2"]))
-        .connect(
-            rustls::pki_types::ServerName::try_from("up.test").unwrap(),
-            tcp,
+/// An h2 connection (hyper's client) to a transparent gate in front of a test upstream.
+struct H2ViaGate {
+    send: hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    conn_task: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    up: Upstream,
+    _t: Transparent,
+    _ca: TestCa,
+    _dir: tempfile::TempDir,
+}
+
+impl H2ViaGate {
+    async fn open() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path());
+        let up = Upstream::start(&ca, &["up.test"]);
+        let cfg = format!("[upstream]\nresolve = [\"up.test={}\"]\n", up.addr());
+        let t = transparent(&cfg, ca.cert_path(), up.addr()).await;
+        let tcp = tokio::net::TcpStream::connect(t.listener).await.unwrap();
+        let tls =
+            tokio_rustls::TlsConnector::from(rustls_client(&[pem_der(&t.ca_cert())], &[b"h2"]))
+                .connect(
+                    rustls::pki_types::ServerName::try_from("up.test").unwrap(),
+                    tcp,
+                )
+                .await
+                .unwrap();
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
         )
         .await
         .unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    let conn_task = tokio::spawn(conn);
-    let req = http::Request::get(format!("https://up.test:{}/trailers", up.port()))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
+        Self {
+            send,
+            conn_task: tokio::spawn(conn),
+            up,
+            _t: t,
+            _ca: ca,
+            _dir: dir,
+        }
+    }
+
+    fn get(&self, path: &str) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+        http::Request::get(format!("https://up.test:{}{path}", self.up.port()))
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    }
+}
+
+impl Drop for H2ViaGate {
+    fn drop(&mut self) {
+        self.conn_task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_pass_over_h2() {
+    use http_body_util::BodyExt;
+    let mut h2 = H2ViaGate::open().await;
+    let req = h2.get("/trailers");
+    let resp = h2.send.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let collected = resp.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned();
@@ -1087,7 +1121,38 @@ async fn trailers_pass_over_h2() {
             .map(|v| v.as_bytes()),
         Some(&b"yes"[..])
     );
-    conn_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_stream_reset_by_the_agent_ends_only_that_stream() {
+    use http_body_util::BodyExt;
+    let mut h2 = H2ViaGate::open().await;
+    let within = Duration::from_secs(10);
+    // An event stream that stays open: take its first event, then drop it (hyper's client
+    // resets the stream).
+    let req = h2.get("/sse");
+    let resp = tokio::time::timeout(within, h2.send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut sse = resp.into_body();
+    let first = tokio::time::timeout(within, sse.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "data: first\n\n");
+    drop(sse);
+    // The connection still answers, on a new stream.
+    h2.send.ready().await.unwrap();
+    let req = h2.get("/x");
+    let resp = tokio::time::timeout(within, h2.send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello from upstream");
 }
 
 #[test]

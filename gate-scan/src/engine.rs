@@ -483,53 +483,57 @@ impl Scanner {
         let known_service: Arc<str> = "known value".into();
         if let Some(prefilter) = &inner.prefilter {
             for hit in prefilter.hits(data).into_iter().flatten() {
-                let Some(hit_bytes) = data.get(hit.start..hit.end) else {
-                    continue;
-                };
-                for entry in &inner.entries[hit.pattern as usize] {
-                    if let Some(exact) = &entry.exact
-                        && (hit_bytes.first() != exact.first() || hit_bytes != &**exact)
-                    {
+                for &(pattern, len) in prefilter.matches(hit) {
+                    let (start, end) = (hit.end.saturating_sub(len as usize), hit.end);
+                    let Some(entries) = inner.entries.get(pattern as usize) else {
                         continue;
-                    }
-                    let r = match entry.target {
-                        Target::Rule(r) => r,
-                        Target::Known(k) => {
-                            out.push(Finding {
-                                rule_id: known_id.clone(),
-                                service: known_service.clone(),
-                                name: inner.known_labels[k as usize].clone(),
-                                start: hit.start,
-                                end: hit.end,
-                                confidence: Confidence::High,
-                                source: Source::KnownValue,
-                            });
+                    };
+                    for entry in entries {
+                        if let Some(exact) = &entry.exact
+                            && (data.get(start) != exact.first()
+                                || data.get(start..end) != Some(&**exact))
+                        {
                             continue;
                         }
-                    };
-                    let rule = &inner.rules[r as usize];
-                    let ws = hit.start.saturating_sub(rule.reach_before);
-                    let we = hit.end.saturating_add(rule.regex.reach).min(data.len());
-                    let s = &mut slot[r as usize];
-                    if *s == u32::MAX {
-                        *s = active.len() as u32;
-                        active.push(Active {
-                            rule: r,
-                            windows: Vec::new(),
-                            starts: Vec::new(),
-                        });
-                    }
-                    let a = &mut active[*s as usize];
-                    if matches!(rule.regex.confirm, Confirm::Anchored(_)) {
-                        a.starts.push(hit.start);
-                    }
-                    let wins = &mut a.windows;
-                    match wins.last_mut() {
-                        Some(last) if ws <= last.1 => {
-                            last.0 = last.0.min(ws);
-                            last.1 = last.1.max(we);
+                        let r = match entry.target {
+                            Target::Rule(r) => r,
+                            Target::Known(k) => {
+                                out.push(Finding {
+                                    rule_id: known_id.clone(),
+                                    service: known_service.clone(),
+                                    name: inner.known_labels[k as usize].clone(),
+                                    start,
+                                    end,
+                                    confidence: Confidence::High,
+                                    source: Source::KnownValue,
+                                });
+                                continue;
+                            }
+                        };
+                        let rule = &inner.rules[r as usize];
+                        let ws = start.saturating_sub(rule.reach_before);
+                        let we = end.saturating_add(rule.regex.reach).min(data.len());
+                        let s = &mut slot[r as usize];
+                        if *s == u32::MAX {
+                            *s = active.len() as u32;
+                            active.push(Active {
+                                rule: r,
+                                windows: Vec::new(),
+                                starts: Vec::new(),
+                            });
                         }
-                        _ => wins.push((ws, we)),
+                        let a = &mut active[*s as usize];
+                        if matches!(rule.regex.confirm, Confirm::Anchored(_)) {
+                            a.starts.push(start);
+                        }
+                        let wins = &mut a.windows;
+                        match wins.last_mut() {
+                            Some(last) if ws <= last.1 => {
+                                last.0 = last.0.min(ws);
+                                last.1 = last.1.max(we);
+                            }
+                            _ => wins.push((ws, we)),
+                        }
                     }
                 }
             }

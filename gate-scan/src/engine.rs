@@ -12,7 +12,7 @@ use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Hir, HirKind};
 
-use crate::anchor::{factor, keyword_led};
+use crate::anchor::{ByteSet, factor, holds, keyword_led, lead};
 use crate::lanes::Prefilter;
 
 use crate::entropy::shannon_entropy;
@@ -61,6 +61,9 @@ pub(crate) struct CompiledRegex {
     pub(crate) group: Option<usize>,
     /// Window reach: the longest match this regex can produce (capped).
     pub(crate) reach: usize,
+    /// Anchored confirmation: the bytes every match holds at its first positions (checked
+    /// before the search; empty when not anchored).
+    lead: Vec<ByteSet>,
 }
 
 /// How a rule's regex is confirmed in the windows its keyword hits open.
@@ -147,6 +150,10 @@ pub(crate) fn compile_regex(
     let reach = check_hir(&hir, secret_group, max_len)?;
     let group = named_group(&hir, "secret").or(secret_group);
     let anchored = keywords.is_some_and(|k| keyword_led(&hir, k));
+    let lead = match keywords {
+        Some(k) if anchored => useful_lead(lead(&hir), k),
+        _ => Vec::new(),
+    };
     let hir = if optimized { factor(&hir) } else { hir };
     let regex = Regex::builder()
         .configure(
@@ -169,6 +176,7 @@ pub(crate) fn compile_regex(
         },
         group,
         reach,
+        lead,
     })
 }
 
@@ -636,7 +644,7 @@ impl Scanner {
                             if p >= we {
                                 break;
                             }
-                            if p < cursor {
+                            if p < cursor || !leads_at(&rule.regex.lead, data, p, we) {
                                 continue;
                             }
                             if let Some((end, secret)) =
@@ -663,6 +671,43 @@ struct Active {
     windows: Vec<(usize, usize)>,
     /// Where its hits start (anchored rules only).
     starts: Vec<usize>,
+}
+
+/// `lead` without the positions a hit of one of `keywords` (the rule's, any ASCII case) always
+/// passes: then an anchored attempt checks only bytes the hit did not already decide (none at
+/// all for most generic rules, whose lead is their keyword alternation). Empty when nothing is
+/// left to check.
+fn useful_lead(mut lead: Vec<ByteSet>, keywords: &[String]) -> Vec<ByteSet> {
+    let decided = lead
+        .iter()
+        .enumerate()
+        .take_while(|&(i, set)| {
+            keywords.iter().all(|k| {
+                k.as_bytes().get(i).is_some_and(|&b| {
+                    holds(set, b.to_ascii_lowercase()) && holds(set, b.to_ascii_uppercase())
+                })
+            })
+        })
+        .count();
+    if decided == lead.len() {
+        lead.clear();
+    } else {
+        // Positions the hit decided pass anyway: mark them "any byte" (cheap to keep the
+        // length check and the offsets simple).
+        for set in lead.iter_mut().take(decided) {
+            *set = [u64::MAX; 4];
+        }
+    }
+    lead
+}
+
+/// Whether `data[at..end]` can hold a match: at least as long as `lead` and holding its bytes
+/// (most anchored attempts at a keyword hit fail within its first bytes).
+fn leads_at(lead: &[ByteSet], data: &[u8], at: usize, end: usize) -> bool {
+    let Some(bytes) = data.get(at..end) else {
+        return true;
+    };
+    bytes.len() >= lead.len() && lead.iter().zip(bytes).all(|(set, &b)| holds(set, b))
 }
 
 /// Capture slots kept on the stack for an anchored search (the match and groups 1 to 15).

@@ -2,7 +2,9 @@
 //! one of its keywords (then a match can only start where the keyword prefilter saw a keyword,
 //! and the rule is confirmed by anchored searches at the hits instead of an unanchored search
 //! over the merged window), and factoring keyword alternations into tries (so that the
-//! capture search that resolves the secret group can run as a one-pass DFA).
+//! capture search that resolves the secret group can run as a one-pass DFA), and the bytes
+//! every match's first positions must hold (so that most anchored attempts are turned down by
+//! a few table lookups instead of a regex search).
 use regex_syntax::hir::{Capture, Class, ClassBytes, ClassBytesRange, Hir, HirKind, Repetition};
 
 /// Most prefix strings tracked while proving a rule keyword-led (alternations multiply them).
@@ -185,7 +187,7 @@ struct Headed {
     rest: Vec<Hir>,
 }
 
-fn byte_set(class: &ClassBytes) -> [u64; 4] {
+fn byte_set(class: &ClassBytes) -> ByteSet {
     let mut set = [0u64; 4];
     for r in class.ranges() {
         for b in r.start()..=r.end() {
@@ -193,6 +195,96 @@ fn byte_set(class: &ClassBytes) -> [u64; 4] {
         }
     }
     set
+}
+
+/// A set of bytes.
+pub(crate) type ByteSet = [u64; 4];
+
+/// Whether `set` holds `b`.
+#[inline(always)]
+pub(crate) fn holds(set: &ByteSet, b: u8) -> bool {
+    (set[usize::from(b >> 6)] >> (b & 63)) & 1 != 0
+}
+
+/// Most leading positions [`lead`] describes.
+const MAX_LEAD: usize = 16;
+
+/// The bytes every match of `hir` holds at its first positions: a match is at least
+/// `lead.len()` bytes long and its byte `i` is in `lead[i]` (an over-approximation: look-arounds
+/// are ignored, alternatives united; it stops at the first part whose length varies).
+pub(crate) fn lead(hir: &Hir) -> Vec<ByteSet> {
+    let (mut sets, _) = lead_sets(hir);
+    sets.truncate(MAX_LEAD);
+    sets
+}
+
+/// [`lead`]'s sets for `hir`, and whether every match of `hir` is exactly that long (so that
+/// what follows it in a concatenation starts right after).
+fn lead_sets(hir: &Hir) -> (Vec<ByteSet>, bool) {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => (Vec::new(), true),
+        HirKind::Literal(lit) => {
+            let sets = lit
+                .0
+                .iter()
+                .map(|&b| {
+                    let mut set = [0u64; 4];
+                    set[usize::from(b >> 6)] |= 1 << (b & 63);
+                    set
+                })
+                .collect();
+            (sets, true)
+        }
+        HirKind::Class(Class::Bytes(class)) => (vec![byte_set(class)], true),
+        HirKind::Class(Class::Unicode(_)) => (Vec::new(), false),
+        HirKind::Capture(cap) => lead_sets(&cap.sub),
+        HirKind::Repetition(rep) => {
+            let (sub, fixed) = lead_sets(&rep.sub);
+            if !fixed {
+                return if rep.min >= 1 {
+                    (sub, false)
+                } else {
+                    (Vec::new(), false)
+                };
+            }
+            if sub.is_empty() {
+                return (Vec::new(), true);
+            }
+            let mut sets = Vec::new();
+            let mut copies = 0;
+            while copies < rep.min && sets.len() <= MAX_LEAD {
+                sets.extend_from_slice(&sub);
+                copies += 1;
+            }
+            let exact = copies == rep.min && rep.max == Some(rep.min) && sets.len() <= MAX_LEAD;
+            (sets, exact)
+        }
+        HirKind::Alternation(subs) => {
+            let branches: Vec<(Vec<ByteSet>, bool)> = subs.iter().map(lead_sets).collect();
+            let len = branches.iter().map(|(s, _)| s.len()).min().unwrap_or(0);
+            let fixed = branches.iter().all(|(s, f)| *f && s.len() == len);
+            let mut sets = vec![[0u64; 4]; len];
+            for (b, _) in &branches {
+                for (set, bs) in sets.iter_mut().zip(b) {
+                    for (w, bw) in set.iter_mut().zip(bs) {
+                        *w |= bw;
+                    }
+                }
+            }
+            (sets, fixed)
+        }
+        HirKind::Concat(subs) => {
+            let mut sets = Vec::new();
+            for sub in subs {
+                let (next, fixed) = lead_sets(sub);
+                sets.extend(next);
+                if !fixed || sets.len() > MAX_LEAD {
+                    return (sets, false);
+                }
+            }
+            (sets, true)
+        }
+    }
 }
 
 /// Splits the branches (sequences, in priority order) into first byte and rest, expanding
@@ -349,5 +441,52 @@ mod tests {
         // Overlapping first bytes that are not equal sets are left alone.
         let odd = hir(r"(?:[a-c]x|[b-d]y)z");
         assert_eq!(factor(&odd), odd);
+    }
+
+    #[test]
+    fn lead_sets_stop_at_the_first_part_of_varying_length() {
+        for (pattern, n) in [
+            (r"\bpat[A-Za-z0-9]{14}\.[a-f0-9]{64}\b", MAX_LEAD),
+            (r"(?i)(?:password|pwd)=x", 3),
+            (r"a{2,5}b", 2),
+            (r"(?:ab|cd)e", 3),
+            (r"(?:ab|c)d", 1),
+            (r"x(?:y)*z", 1),
+            (r"(?:^|\n)KEY", 0),
+            (r"\b(?:AKIA|ABIA)[A-Z2-7]{16}\b", MAX_LEAD),
+        ] {
+            assert_eq!(lead(&hir(pattern)).len(), n, "{pattern}");
+        }
+        let l = lead(&hir(r"(?:ab|cd)e"));
+        assert!(holds(&l[0], b'a') && holds(&l[0], b'c') && !holds(&l[0], b'b'));
+        assert!(holds(&l[2], b'e') && !holds(&l[2], b'E'));
+    }
+
+    #[test]
+    fn every_rule_example_match_holds_its_rule_lead() {
+        let rules = crate::RuleSet::builtin().unwrap();
+        let mut checked = 0;
+        for rule in rules.rules() {
+            let l = lead(&hir(&rule.pattern));
+            let re = regex_automata::meta::Regex::builder()
+                .syntax(
+                    regex_automata::util::syntax::Config::new()
+                        .unicode(false)
+                        .utf8(false),
+                )
+                .build(&rule.pattern)
+                .unwrap();
+            for text in rule.examples.iter().chain(&rule.negative) {
+                for m in re.find_iter(text.as_bytes()) {
+                    let bytes = &text.as_bytes()[m.range()];
+                    assert!(bytes.len() >= l.len(), "{}", rule.id);
+                    for (set, &b) in l.iter().zip(bytes) {
+                        assert!(holds(set, b), "{}", rule.id);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 400, "{checked}");
     }
 }

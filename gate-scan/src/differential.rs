@@ -1,7 +1,7 @@
 //! Differential tests: the optimised engine (anchored confirmation, factored regexes) must
 //! report exactly what the reference engine (unanchored searches of the unfactored regexes
 //! over merged windows) reports, on the benchmark inputs, on every rule example, and on
-//! generated keyword-dense text.
+//! generated keyword-dense text and on near misses of the rule examples.
 use crate::engine::Scanner;
 use crate::finding::Finding;
 use crate::{KnownValues, RuleSet, ScanConfig};
@@ -79,6 +79,30 @@ fn rule_examples_give_identical_findings() {
         }
     }
     assert_same(&fast, &reference, &all, "all examples in one body");
+}
+
+#[test]
+fn near_misses_of_rule_examples_give_identical_findings() {
+    // Each example with one of its first bytes changed (case swapped, or a separator put in):
+    // anchored attempts that the lead bytes turn down right beside ones that match.
+    let (fast, reference) = pair(true, 0);
+    let rules = RuleSet::builtin().expect("built-in rules");
+    let mut body = Vec::new();
+    for rule in rules.rules() {
+        for text in &rule.examples {
+            let bytes = text.as_bytes();
+            for i in 0..bytes.len().min(24) {
+                for swap in [bytes[i] ^ 0x20, b'.', b'_', b'0'] {
+                    let mut v = bytes.to_vec();
+                    v[i] = swap;
+                    body.extend_from_slice(&v);
+                    body.push(b'\n');
+                }
+            }
+        }
+        assert_same(&fast, &reference, &body, &rule.id);
+        body.clear();
+    }
 }
 
 struct Rng(u64);

@@ -12,7 +12,7 @@ use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Hir, HirKind};
 
-use crate::anchor::{factor, keyword_led};
+use crate::anchor::{ByteSet, factor, holds, keyword_led, lead};
 use crate::lanes::Prefilter;
 
 use crate::entropy::shannon_entropy;
@@ -61,6 +61,9 @@ pub(crate) struct CompiledRegex {
     pub(crate) group: Option<usize>,
     /// Window reach: the longest match this regex can produce (capped).
     pub(crate) reach: usize,
+    /// Anchored confirmation: the bytes every match holds at its first positions (checked
+    /// before the search; empty when not anchored).
+    lead: Vec<ByteSet>,
 }
 
 /// How a rule's regex is confirmed in the windows its keyword hits open.
@@ -147,6 +150,10 @@ pub(crate) fn compile_regex(
     let reach = check_hir(&hir, secret_group, max_len)?;
     let group = named_group(&hir, "secret").or(secret_group);
     let anchored = keywords.is_some_and(|k| keyword_led(&hir, k));
+    let lead = match keywords {
+        Some(k) if anchored => useful_lead(lead(&hir), k),
+        _ => Vec::new(),
+    };
     let hir = if optimized { factor(&hir) } else { hir };
     let regex = Regex::builder()
         .configure(
@@ -169,6 +176,7 @@ pub(crate) fn compile_regex(
         },
         group,
         reach,
+        lead,
     })
 }
 
@@ -224,35 +232,53 @@ struct CompiledRule {
     regex: CompiledRegex,
     min_entropy: Option<f64>,
     generic: bool,
-    /// How far before a keyword hit the window starts.
-    reach_before: usize,
 }
 
 /// What a prefilter hit leads to.
-enum Target {
-    /// Confirm this rule in a window around the hit.
-    Rule(u32),
-    /// A known value: the hit is the finding (label index).
-    Known(u32),
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Confirm the rule by searching the merged windows around its hits.
+    Window,
+    /// Confirm the rule by anchored searches at its hits (inside the merged windows).
+    Anchored,
+    /// A known value: the hit is the finding.
+    Known,
 }
 
-struct Entry {
-    target: Target,
-    /// The exact bytes the hit must equal (case-sensitive keywords, known values); `None`:
-    /// any ASCII case.
-    exact: Option<Box<[u8]>>,
+/// One thing a prefilter pattern leads to, with all the hit loop needs at hand (a hit of a
+/// keyword shared by many rules visits one route per rule).
+#[derive(Clone, Copy)]
+struct Route {
+    kind: Kind,
+    /// Rule index, or known-value label index.
+    target: u32,
+    /// Where the exact bytes the hit must equal (case-sensitive keywords, known values; as
+    /// long as the hit) start in [`Inner::exact`]; [`ANY_CASE`]: any ASCII case.
+    exact: u32,
+    /// How far before a keyword hit the rule's window starts, and after it ends.
+    reach_before: u32,
+    reach: u32,
 }
+
+/// [`Route::exact`] of a case-insensitive keyword.
+const ANY_CASE: u32 = u32::MAX;
 
 struct Inner {
     rules: Vec<CompiledRule>,
     /// One automaton for every keyword and every known-value form (ASCII case-insensitive,
     /// overlapping matches).
     prefilter: Option<Prefilter>,
-    /// What each prefilter pattern leads to.
-    entries: Vec<Vec<Entry>>,
+    /// What each prefilter pattern leads to: `routes[from..to]` for `route_ranges[pattern]`.
+    route_ranges: Vec<(u32, u32)>,
+    routes: Vec<Route>,
+    /// The exact bytes of case-sensitive keywords and known-value forms, one after another.
+    exact: Vec<u8>,
     /// Rules with no keyword: confirmed over the whole input.
     always: Vec<u32>,
     known_labels: Vec<Arc<str>>,
+    /// Rule id and service of every known-value finding.
+    known_id: Arc<str>,
+    known_service: Arc<str>,
     known_values: usize,
     horizon: usize,
     fingerprint: u64,
@@ -323,16 +349,23 @@ impl Scanner {
         }
         let mut rules = Vec::with_capacity(sources.len());
         let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut entries: Vec<Vec<Entry>> = Vec::new();
+        let mut entries: Vec<Vec<Route>> = Vec::new();
+        let mut exact_bytes: Vec<u8> = Vec::new();
         let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
-        let mut add = |pattern: &[u8], entry: Entry| {
+        let too_big = |_| ScanError::Build("too many keywords and known values".into());
+        let mut add = |pattern: &[u8], mut route: Route, exact: bool| -> Result<(), ScanError> {
+            if exact {
+                route.exact = u32::try_from(exact_bytes.len()).map_err(too_big)?;
+                exact_bytes.extend_from_slice(pattern);
+            }
             let key = pattern.to_ascii_lowercase();
             let p = *index.entry(key.clone()).or_insert_with(|| {
                 patterns.push(key);
                 entries.push(Vec::new());
                 patterns.len() - 1
             });
-            entries[p].push(entry);
+            entries[p].push(route);
+            Ok(())
         };
         let mut always = Vec::new();
         for (idx, (rule, source)) in sources.into_iter().enumerate() {
@@ -358,14 +391,21 @@ impl Scanner {
             if kws.is_empty() {
                 always.push(idx);
             }
+            let reach_before = rule
+                .reach_before
+                .map_or(regex.reach, |b| b.min(regex.reach));
+            let route = Route {
+                kind: match regex.confirm {
+                    Confirm::Window(_) => Kind::Window,
+                    Confirm::Anchored(_) => Kind::Anchored,
+                },
+                target: idx,
+                exact: ANY_CASE,
+                reach_before: u32::try_from(reach_before).map_err(too_big)?,
+                reach: u32::try_from(regex.reach).map_err(too_big)?,
+            };
             for kw in kws {
-                add(
-                    kw.as_bytes(),
-                    Entry {
-                        target: Target::Rule(idx),
-                        exact: exact.then(|| kw.as_bytes().into()),
-                    },
-                );
+                add(kw.as_bytes(), route, exact)?;
             }
             rules.push(CompiledRule {
                 id: rule.id.as_str().into(),
@@ -375,9 +415,6 @@ impl Scanner {
                 source,
                 min_entropy: rule.min_entropy,
                 generic: rule.generic,
-                reach_before: rule
-                    .reach_before
-                    .map_or(regex.reach, |b| b.min(regex.reach)),
                 regex,
             });
         }
@@ -389,13 +426,21 @@ impl Scanner {
                 .map_err(|_| ScanError::Build("too many known values".into()))?;
             known_labels.push(label);
             known_max = known_max.max(pattern.len());
-            add(
-                &pattern,
-                Entry {
-                    target: Target::Known(i),
-                    exact: Some(pattern.clone().into()),
-                },
-            );
+            let route = Route {
+                kind: Kind::Known,
+                target: i,
+                exact: ANY_CASE,
+                reach_before: 0,
+                reach: 0,
+            };
+            add(&pattern, route, true)?;
+        }
+        let mut route_ranges = Vec::with_capacity(entries.len());
+        let mut routes = Vec::new();
+        for e in entries {
+            let from = u32::try_from(routes.len()).map_err(too_big)?;
+            routes.extend(e);
+            route_ranges.push((from, u32::try_from(routes.len()).map_err(too_big)?));
         }
         let prefilter = if patterns.is_empty() {
             None
@@ -413,9 +458,13 @@ impl Scanner {
             inner: Arc::new(Inner {
                 rules,
                 prefilter,
-                entries,
+                route_ranges,
+                routes,
+                exact: exact_bytes,
                 always,
                 known_labels,
+                known_id: "known-value".into(),
+                known_service: "known value".into(),
                 known_values,
                 horizon,
                 fingerprint: NEXT_FINGERPRINT.fetch_add(1, Ordering::Relaxed),
@@ -472,6 +521,80 @@ impl Scanner {
         self.inner.fingerprint
     }
 
+    /// Takes the hit of prefilter pattern `pattern` (`len` bytes, ending at `end`) to every
+    /// rule and known value it stands for: known values become findings, rules record the
+    /// hit (merged windows, and starts for anchored confirmation).
+    #[inline(always)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the hit loop's state, kept in registers"
+    )]
+    fn route_hit(
+        &self,
+        data: &[u8],
+        end: usize,
+        pattern: u32,
+        len: u32,
+        slot: &mut [u32],
+        active: &mut Vec<Active>,
+        out: &mut Vec<Finding>,
+    ) {
+        let inner = &*self.inner;
+        let start = end.saturating_sub(len as usize);
+        let Some(&(from, to)) = inner.route_ranges.get(pattern as usize) else {
+            return;
+        };
+        for route in inner.routes.get(from as usize..to as usize).unwrap_or(&[]) {
+            if route.exact != ANY_CASE {
+                let e = route.exact as usize;
+                if inner.exact.get(e) != data.get(start)
+                    || inner.exact.get(e..e + (end - start)) != data.get(start..end)
+                {
+                    continue;
+                }
+            }
+            let r = route.target as usize;
+            if route.kind == Kind::Known {
+                out.push(Finding {
+                    rule_id: Arc::clone(&inner.known_id),
+                    service: Arc::clone(&inner.known_service),
+                    name: inner.known_labels[r].clone(),
+                    start,
+                    end,
+                    confidence: Confidence::High,
+                    source: Source::KnownValue,
+                });
+                continue;
+            }
+            let ws = start.saturating_sub(route.reach_before as usize);
+            let we = end.saturating_add(route.reach as usize).min(data.len());
+            let Some(s) = slot.get_mut(r) else {
+                continue;
+            };
+            if *s == u32::MAX {
+                *s = active.len() as u32;
+                active.push(Active {
+                    rule: route.target,
+                    windows: Vec::new(),
+                    starts: Vec::new(),
+                });
+            }
+            let Some(a) = active.get_mut(*s as usize) else {
+                continue;
+            };
+            if route.kind == Kind::Anchored {
+                a.starts.push(start);
+            }
+            match a.windows.last_mut() {
+                Some(last) if ws <= last.1 => {
+                    last.0 = last.0.min(ws);
+                    last.1 = last.1.max(we);
+                }
+                _ => a.windows.push((ws, we)),
+            }
+        }
+    }
+
     /// All findings, unmerged (one per rule match), in no particular order.
     pub(crate) fn scan_unmerged(&self, data: &[u8]) -> Vec<Finding> {
         let inner = &*self.inner;
@@ -479,57 +602,19 @@ impl Scanner {
         // Per rule: merged windows (start, end) to confirm in.
         let mut slot = vec![u32::MAX; inner.rules.len()];
         let mut active: Vec<Active> = Vec::new();
-        let known_id: Arc<str> = "known-value".into();
-        let known_service: Arc<str> = "known value".into();
         if let Some(prefilter) = &inner.prefilter {
-            for hit in prefilter.hits(data).into_iter().flatten() {
-                let Some(hit_bytes) = data.get(hit.start..hit.end) else {
-                    continue;
-                };
-                for entry in &inner.entries[hit.pattern as usize] {
-                    if let Some(exact) = &entry.exact
-                        && (hit_bytes.first() != exact.first() || hit_bytes != &**exact)
-                    {
-                        continue;
-                    }
-                    let r = match entry.target {
-                        Target::Rule(r) => r,
-                        Target::Known(k) => {
-                            out.push(Finding {
-                                rule_id: known_id.clone(),
-                                service: known_service.clone(),
-                                name: inner.known_labels[k as usize].clone(),
-                                start: hit.start,
-                                end: hit.end,
-                                confidence: Confidence::High,
-                                source: Source::KnownValue,
-                            });
-                            continue;
-                        }
-                    };
-                    let rule = &inner.rules[r as usize];
-                    let ws = hit.start.saturating_sub(rule.reach_before);
-                    let we = hit.end.saturating_add(rule.regex.reach).min(data.len());
-                    let s = &mut slot[r as usize];
-                    if *s == u32::MAX {
-                        *s = active.len() as u32;
-                        active.push(Active {
-                            rule: r,
-                            windows: Vec::new(),
-                            starts: Vec::new(),
-                        });
-                    }
-                    let a = &mut active[*s as usize];
-                    if matches!(rule.regex.confirm, Confirm::Anchored(_)) {
-                        a.starts.push(hit.start);
-                    }
-                    let wins = &mut a.windows;
-                    match wins.last_mut() {
-                        Some(last) if ws <= last.1 => {
-                            last.0 = last.0.min(ws);
-                            last.1 = last.1.max(we);
-                        }
-                        _ => wins.push((ws, we)),
+            for lane in prefilter.hits(data) {
+                for &hit in &lane {
+                    for &(pattern, len) in prefilter.matches(hit) {
+                        self.route_hit(
+                            data,
+                            hit.end,
+                            pattern,
+                            len,
+                            &mut slot,
+                            &mut active,
+                            &mut out,
+                        );
                     }
                 }
             }
@@ -559,7 +644,7 @@ impl Scanner {
                             if p >= we {
                                 break;
                             }
-                            if p < cursor {
+                            if p < cursor || !leads_at(&rule.regex.lead, data, p, we) {
                                 continue;
                             }
                             if let Some((end, secret)) =
@@ -586,6 +671,43 @@ struct Active {
     windows: Vec<(usize, usize)>,
     /// Where its hits start (anchored rules only).
     starts: Vec<usize>,
+}
+
+/// `lead` without the positions a hit of one of `keywords` (the rule's, any ASCII case) always
+/// passes: then an anchored attempt checks only bytes the hit did not already decide (none at
+/// all for most generic rules, whose lead is their keyword alternation). Empty when nothing is
+/// left to check.
+fn useful_lead(mut lead: Vec<ByteSet>, keywords: &[String]) -> Vec<ByteSet> {
+    let decided = lead
+        .iter()
+        .enumerate()
+        .take_while(|&(i, set)| {
+            keywords.iter().all(|k| {
+                k.as_bytes().get(i).is_some_and(|&b| {
+                    holds(set, b.to_ascii_lowercase()) && holds(set, b.to_ascii_uppercase())
+                })
+            })
+        })
+        .count();
+    if decided == lead.len() {
+        lead.clear();
+    } else {
+        // Positions the hit decided pass anyway: mark them "any byte" (cheap to keep the
+        // length check and the offsets simple).
+        for set in lead.iter_mut().take(decided) {
+            *set = [u64::MAX; 4];
+        }
+    }
+    lead
+}
+
+/// Whether `data[at..end]` can hold a match: at least as long as `lead` and holding its bytes
+/// (most anchored attempts at a keyword hit fail within its first bytes).
+fn leads_at(lead: &[ByteSet], data: &[u8], at: usize, end: usize) -> bool {
+    let Some(bytes) = data.get(at..end) else {
+        return true;
+    };
+    bytes.len() >= lead.len() && lead.iter().zip(bytes).all(|(set, &b)| holds(set, b))
 }
 
 /// Capture slots kept on the stack for an anchored search (the match and groups 1 to 15).

@@ -1,26 +1,30 @@
 //! The keyword prefilter: every keyword and known-value form, found by an Aho-Corasick DFA
 //! built here in the form its walk wants (byte classes, premultiplied ids) and walked by hand:
-//! five parts of the input in lock step (a DFA walk is bound by the latency of one table load
+//! eight parts of the input in lock step (a DFA walk is bound by the latency of one table load
 //! per byte; independent walks overlap those latencies), one table load per byte and lane
 //! through a power-of-two mask (no bounds check), match states marked by a flag bit so that
 //! one test per step tells whether any lane needs a look.
 use crate::error::ScanError;
 
-/// A keyword (or known-value form) occurrence.
+/// A match state reached: every (overlapping) keyword or known-value form ending at `end`
+/// that the state matches ([`Prefilter::matches`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hit {
-    pub(crate) start: usize,
     pub(crate) end: usize,
-    pub(crate) pattern: u32,
+    /// The state's index (breadth-first number).
+    state: u32,
 }
 
 /// Lanes walked in lock step. One step of a lane (class load, add, mask, table load) waits on
-/// the previous step's table load; five lanes overlap enough of those waits that the fastest
-/// of N scans beat four lanes by ~10 % on the chat bodies at the same speed on the adversarial
-/// one (six: slower there; more spill the lane pointers to the stack).
-pub(crate) const LANES: usize = 5;
+/// the previous step's table load; more lanes overlap more of those waits. With every lane's
+/// bytes in one stack buffer the lanes need no pointer registers: eight lanes keep all states
+/// in registers and beat five and six on the chat bodies (fastest of N scans, ~4 %), at the
+/// same speed on the adversarial one; ten are slower, twelve spill.
+pub(crate) const LANES: usize = 8;
 /// Below this size one walk is as fast.
 pub(crate) const LANE_MIN: usize = 16 * 1024;
+/// Bytes of each lane copied to the stack at a time (all lanes' blocks stay in L1).
+const BLOCK: usize = 2048;
 
 /// Set in the id of every match state.
 const MATCH: u32 = 1 << 31;
@@ -52,12 +56,15 @@ impl Table for [u32] {
 
 /// The keyword automaton in the form the walk wants.
 pub(crate) struct Prefilter {
-    /// `trans[id + class]` is the next state's id. Ids are state index times `stride` (0 is
-    /// the start state), with [`MATCH`] set for match states; the length is a power of two.
+    /// `trans[id + class]` is the next state's id. Ids are state index times the row length
+    /// (0 is the start state), with [`MATCH`] set for match states; the length is a power of
+    /// two. A row holds one entry per class and then the state's index (so that recording a
+    /// match needs no division).
     trans: Vec<u32>,
     /// Byte classes: bytes no pattern holds (in either ASCII case) behave alike.
     classes: [u8; 256],
-    stride: u32,
+    /// Entries per row: the class count plus one.
+    row: u32,
     /// Per state index: the range of `matches` its matches occupy.
     match_ranges: Vec<(u32, u32)>,
     /// (pattern, pattern length) of every match of every match state.
@@ -88,6 +95,8 @@ impl Prefilter {
             }
         }
         let width = stride as usize;
+        let row = width + 1;
+        let row_len = u32::try_from(row).map_err(build_error)?;
         // The trie: `goto[s * width + c]` is the child of node `s` on class `c`.
         let mut goto: Vec<u32> = vec![NONE; width];
         let mut own: Vec<Vec<u32>> = vec![Vec::new()];
@@ -111,7 +120,7 @@ impl Prefilter {
             own[node].push(u32::try_from(pid).map_err(build_error)?);
         }
         let nodes = own.len();
-        if nodes.saturating_mul(width) > MAX_TABLE {
+        if nodes.saturating_mul(row) > MAX_TABLE {
             return Err(build_error("too many keywords and known values"));
         }
         // Breadth-first order: shallow (hot) states get nearby ids, and every failure state
@@ -121,7 +130,7 @@ impl Prefilter {
         index_of[0] = 0;
         let mut fail: Vec<u32> = vec![0; nodes];
         // The DFA in breadth-first numbering, ids premultiplied by the stride.
-        let mut rows: Vec<u32> = Vec::with_capacity(nodes * width);
+        let mut rows: Vec<u32> = Vec::with_capacity(nodes * row);
         let mut match_ranges: Vec<(u32, u32)> = Vec::with_capacity(nodes);
         let mut matches: Vec<(u32, u32)> = Vec::new();
         let mut is_match: Vec<bool> = vec![false; nodes];
@@ -152,8 +161,8 @@ impl Prefilter {
                     fail[child as usize] = if node == 0 {
                         0
                     } else {
-                        let fi = index_of[f] as usize * width + c;
-                        order[(rows[fi] & !MATCH) as usize / width]
+                        let fi = index_of[f] as usize * row + c;
+                        order[(rows[fi] & !MATCH) as usize / row]
                     };
                     index_of[child as usize] = u32::try_from(order.len()).map_err(build_error)?;
                     order.push(child);
@@ -161,18 +170,21 @@ impl Prefilter {
                 } else if node == 0 {
                     0
                 } else {
-                    let fi = index_of[f] as usize * width + c;
-                    order[(rows[fi] & !MATCH) as usize / width] as usize
+                    let fi = index_of[f] as usize * row + c;
+                    order[(rows[fi] & !MATCH) as usize / row] as usize
                 };
                 // `next` is final: its index and match flag are known once it is queued (its
                 // matches are decided when it is processed; the flag is fixed up below).
-                rows.push(index_of[next] * stride);
+                rows.push(index_of[next] * row_len);
             }
+            rows.push(u32::try_from(i).map_err(build_error)?);
             i += 1;
         }
-        for id in &mut rows {
-            if is_match[order[*id as usize / width] as usize] {
-                *id |= MATCH;
+        for r in rows.chunks_exact_mut(row) {
+            for id in r.iter_mut().take(width) {
+                if is_match[order[*id as usize / row] as usize] {
+                    *id |= MATCH;
+                }
             }
         }
         let len = rows.len().next_power_of_two();
@@ -181,7 +193,7 @@ impl Prefilter {
         Ok(Prefilter {
             trans,
             classes,
-            stride,
+            row: row_len,
             match_ranges,
             matches,
             max_len,
@@ -212,24 +224,29 @@ impl Prefilter {
         self.hits_in(self.trans.as_slice(), data)
     }
 
-    /// Records the matches of state `sid`, reached after the byte at `pos`.
+    /// Records state `sid` if it is a match state, reached after the byte at `pos`.
     #[inline(always)]
     fn record(&self, sid: u32, pos: usize, out: &mut Vec<Hit>) {
         if sid & MATCH == 0 {
             return;
         }
-        let index = ((sid & !MATCH) / self.stride) as usize;
-        let Some(&(from, to)) = self.match_ranges.get(index) else {
-            return;
-        };
-        let end = pos + 1;
-        for &(pattern, len) in self.matches.get(from as usize..to as usize).unwrap_or(&[]) {
+        let at = ((sid & !MATCH) as usize).wrapping_add(self.row as usize - 1);
+        if let Some(&state) = self.trans.get(at) {
             out.push(Hit {
-                start: end.saturating_sub(len as usize),
-                end,
-                pattern,
+                end: pos + 1,
+                state,
             });
         }
+    }
+
+    /// (pattern, pattern length) of every pattern ending at `hit.end`, in the order
+    /// aho-corasick reports them.
+    #[inline]
+    pub(crate) fn matches(&self, hit: Hit) -> &[(u32, u32)] {
+        self.match_ranges
+            .get(hit.state as usize)
+            .and_then(|&(from, to)| self.matches.get(from as usize..to as usize))
+            .unwrap_or(&[])
     }
 
     #[cold]
@@ -274,38 +291,49 @@ impl Prefilter {
             self.walk(t, data, 0, 0, &mut lanes[0]);
             return lanes;
         }
-        // Five lanes of `seg` bytes each, walked in lock step; lane k starts from the state a
+        // LANES lanes of `seg` bytes each, walked in lock step; lane k starts from the state a
         // walk over the bytes before k * seg would have, so it sees every match ending in it.
         let seg = n / LANES;
-        let (d0, rest) = data.split_at(seg);
-        let (d1, rest) = rest.split_at(seg);
-        let (d2, rest) = rest.split_at(seg);
-        let (d3, rest) = rest.split_at(seg);
-        let d4 = rest.get(..seg).unwrap_or(&[]);
-        let mut s0 = 0;
-        let mut s1 = self.warm_up(t, data, seg);
-        let mut s2 = self.warm_up(t, data, 2 * seg);
-        let mut s3 = self.warm_up(t, data, 3 * seg);
-        let mut s4 = self.warm_up(t, data, 4 * seg);
+        let mut states = [0u32; LANES];
+        for (k, s) in states.iter_mut().enumerate().skip(1) {
+            *s = self.warm_up(t, data, k * seg);
+        }
+        // Room for a match state every 16 bytes (the adversarial benchmark body has one every
+        // 25): growing a lane's vector copies it.
         for lane in &mut lanes {
-            lane.reserve(seg / 256);
+            lane.reserve(seg / 16);
         }
-        // A copy on the stack: addressed from the stack pointer, it frees a register.
+        // Copies on the stack: the class table, and each block of every lane side by side at
+        // fixed distances, so that one index register addresses all lanes' bytes from the
+        // stack pointer (with a pointer per lane the loop runs out of registers and spills
+        // lane states, which puts a store-to-load forward into their chains).
         let classes = self.classes;
-        let bytes = d0.iter().zip(d1).zip(d2).zip(d3).zip(d4);
-        for (i, ((((&b0, &b1), &b2), &b3), &b4)) in bytes.enumerate() {
-            s0 = t.next(s0, classes[usize::from(b0)]);
-            s1 = t.next(s1, classes[usize::from(b1)]);
-            s2 = t.next(s2, classes[usize::from(b2)]);
-            s3 = t.next(s3, classes[usize::from(b3)]);
-            s4 = t.next(s4, classes[usize::from(b4)]);
-            if (s0 | s1 | s2 | s3 | s4) & MATCH != 0 {
-                self.record_lanes([s0, s1, s2, s3, s4], i, seg, &mut lanes);
+        let mut buf = [0u8; LANES * BLOCK];
+        let mut at = 0;
+        while at < seg {
+            let len = BLOCK.min(seg - at);
+            for (k, dst) in buf.chunks_exact_mut(BLOCK).enumerate() {
+                let from = k * seg + at;
+                if let (Some(dst), Some(src)) = (dst.get_mut(..len), data.get(from..from + len)) {
+                    dst.copy_from_slice(src);
+                }
             }
+            for i in 0..len {
+                let mut any = 0;
+                for (k, s) in states.iter_mut().enumerate() {
+                    *s = t.next(*s, classes[usize::from(buf[k * BLOCK + i])]);
+                    any |= *s;
+                }
+                if any & MATCH != 0 {
+                    // A copy made only here keeps `states` in registers.
+                    let snapshot: [u32; LANES] = std::array::from_fn(|k| states[k]);
+                    self.record_lanes(snapshot, at + i, seg, &mut lanes);
+                }
+            }
+            at += len;
         }
-        let s3 = s4;
         if let Some(last) = lanes.last_mut() {
-            self.walk(t, data, LANES * seg, s3, last);
+            self.walk(t, data, LANES * seg, states[LANES - 1], last);
         }
         lanes
     }
@@ -314,6 +342,17 @@ impl Prefilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (start, end, pattern) of every pattern occurrence the hits stand for.
+    fn expand(pf: &Prefilter, hits: &[Hit]) -> Vec<(usize, usize, u32)> {
+        hits.iter()
+            .flat_map(|&h| {
+                pf.matches(h)
+                    .iter()
+                    .map(move |&(p, len)| (h.end - len as usize, h.end, p))
+            })
+            .collect()
+    }
 
     #[test]
     fn lane_walk_finds_exactly_what_aho_corasick_finds() {
@@ -359,8 +398,7 @@ mod tests {
                     pf.hits_in(pf.trans.as_slice(), &data)
                 }
                 .concat();
-                let got: Vec<(usize, usize, u32)> =
-                    hits.iter().map(|h| (h.start, h.end, h.pattern)).collect();
+                let got = expand(&pf, &hits);
                 let mut sorted = got.clone();
                 sorted.sort();
                 assert_eq!(sorted, want, "size {size}");
@@ -396,12 +434,7 @@ mod tests {
             .map(|m| (m.start(), m.end(), m.pattern().as_u32()))
             .collect();
         want.sort();
-        let mut got: Vec<(usize, usize, u32)> = pf
-            .hits(&data)
-            .concat()
-            .iter()
-            .map(|h| (h.start, h.end, h.pattern))
-            .collect();
+        let mut got = expand(&pf, &pf.hits(&data).concat());
         got.sort();
         assert_eq!(got, want);
     }

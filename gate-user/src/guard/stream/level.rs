@@ -5,7 +5,7 @@
 //! level; the text inside a long base64 run is another, one depth down.
 use gate_scan::{Scanner, StreamScanner};
 
-use super::runs::RunLayers;
+use super::runs::{Part, RunLayers};
 use crate::guard::cached::ScanFinder;
 use crate::redact::view::{self, Plan};
 use crate::redact::{Edit, RedactionKey};
@@ -131,7 +131,13 @@ impl Level {
                     .map(|p| pos + p);
                 let ended = stop.is_some() || last;
                 let upto = stop.unwrap_or(end);
-                run.feed(cx, win, upto, ended, plan)?;
+                let part = Part {
+                    cx,
+                    win,
+                    upto,
+                    ended,
+                };
+                run.feed(part, plan)?;
                 if !ended {
                     break;
                 }

@@ -22,6 +22,15 @@ use crate::guard::cached::ScanFinder;
 use crate::redact::Edit;
 use crate::redact::view::{self, Plan, View};
 
+/// The run's bytes up to `upto` are in `win`; `ended` when the run ends there.
+#[derive(Clone, Copy)]
+pub struct Part<'a> {
+    pub cx: Cx<'a>,
+    pub win: Window<'a>,
+    pub upto: usize,
+    pub ended: bool,
+}
+
 /// The decoding layers over the run that starts at `start`.
 pub struct RunLayers {
     json: Escaped,
@@ -39,19 +48,11 @@ impl RunLayers {
         }
     }
 
-    /// The run's bytes up to `upto` are in `win`; `ended` when the run ends there.
-    pub fn feed(
-        &mut self,
-        cx: Cx<'_>,
-        win: Window<'_>,
-        upto: usize,
-        ended: bool,
-        plan: &mut Plan,
-    ) -> Result<(), Lost> {
-        self.json.feed(cx, win, upto, ended, plan)?;
-        self.url.feed(cx, win, upto, ended, plan)?;
+    pub fn feed(&mut self, part: Part<'_>, plan: &mut Plan) -> Result<(), Lost> {
+        self.json.feed(part, plan)?;
+        self.url.feed(part, plan)?;
         if let Some(b) = &mut self.base64 {
-            b.feed(cx, win, upto, ended, plan)?;
+            b.feed(part, plan)?;
         }
         Ok(())
     }
@@ -184,14 +185,8 @@ impl Escaped {
         a.map.get(d.saturating_sub(a.base)).copied().unwrap_or(pos)
     }
 
-    fn feed(
-        &mut self,
-        cx: Cx<'_>,
-        win: Window<'_>,
-        upto: usize,
-        ended: bool,
-        plan: &mut Plan,
-    ) -> Result<(), Lost> {
+    fn feed(&mut self, part: Part<'_>, plan: &mut Plan) -> Result<(), Lost> {
+        let (cx, win, upto, ended) = (part.cx, part.win, part.upto, part.ended);
         if self.awake.is_none() {
             let change = self
                 .kind
@@ -366,14 +361,8 @@ impl Base64Runs {
         }
     }
 
-    fn feed(
-        &mut self,
-        cx: Cx<'_>,
-        win: Window<'_>,
-        upto: usize,
-        ended: bool,
-        plan: &mut Plan,
-    ) -> Result<(), Lost> {
+    fn feed(&mut self, part: Part<'_>, plan: &mut Plan) -> Result<(), Lost> {
+        let (cx, win, upto, ended) = (part.cx, part.win, part.upto, part.ended);
         while self.pos < upto {
             let Some(run) = &mut self.cur else {
                 match win

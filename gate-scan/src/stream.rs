@@ -5,7 +5,7 @@ use crate::engine::Scanner;
 use crate::finding::{Finding, merge};
 
 /// Minimum number of bytes a rescan settles, so small chunks do not rescan the horizon over and
-/// over (the overlap costs at most horizon / MIN_STEP extra work).
+/// over (the overlap costs at most 2 * horizon / MIN_STEP extra work).
 const MIN_STEP: usize = 32 * 1024;
 
 /// Scans a byte stream chunk by chunk. Findings carry absolute offsets in the stream.
@@ -74,7 +74,7 @@ impl StreamScanner {
         self.settled
     }
 
-    /// Bytes currently held (bounded by the scanner's horizon plus the last chunk).
+    /// Bytes currently held (bounded by two horizons, one rescan step and the last chunk).
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
@@ -101,8 +101,12 @@ impl StreamScanner {
             .map(|f| f.end)
             .fold(new_cut.max(self.settled), usize::max);
         self.cut = new_cut;
-        // Keep one byte before the cut: word boundaries look one byte back.
-        let keep_from = new_cut.saturating_sub(1).max(self.base);
+        // Keep a horizon before the cut: a finding is a rule's secret group, and the match
+        // around it (a keyword, an assignment) may begin up to a horizon before the secret;
+        // one more byte for a word boundary that looks back.
+        let keep_from = new_cut
+            .saturating_sub(self.scanner.horizon())
+            .max(self.base);
         let drop = keep_from - self.base;
         self.buf.drain(..drop);
         self.base = keep_from;

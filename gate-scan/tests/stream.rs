@@ -185,3 +185,27 @@ fn random_inputs_in_random_chunks_never_panic_and_agree() {
         );
     }
 }
+
+/// Regression: a rule whose secret group follows a keyword (`COHERE_API_KEY = "…"`) was lost
+/// when a rescan cut fell between the keyword and the secret: the next rescan kept one byte
+/// before the cut, so the keyword was gone and the secret was never reported.
+#[test]
+fn a_secret_after_its_keyword_is_found_when_a_cut_falls_between_them() {
+    let scanner = scanner();
+    let secret = format!("{}{}", "EXAMPLE0a1B2c3D4e5F6g", "7H8i9JkLmNoPqRsTuVw");
+    let carrier = format!("COHERE_API_KEY = \"{secret}\"\n");
+    // With 1000-byte chunks the first cut is at 42000 - horizon: walk the secret across it.
+    let first_cut = 42_000 - scanner.horizon();
+    let mut missed = Vec::new();
+    for pad in (first_cut - carrier.len() - 5)..(first_cut + 5) {
+        let mut data = vec![b' '; pad];
+        data.extend_from_slice(carrier.as_bytes());
+        data.extend(std::iter::repeat_n(b' ', 60_000));
+        let whole = spans(&scanner.scan(&data));
+        assert_eq!(whole.len(), 1);
+        if spans(&stream_in(&scanner, &data, &[1000])) != whole {
+            missed.push(pad);
+        }
+    }
+    assert!(missed.is_empty(), "lost at paddings {missed:?}");
+}

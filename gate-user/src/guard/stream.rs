@@ -3,8 +3,9 @@
 //! part of it is known clean, instead of being held whole, so receiving, scanning and sending
 //! overlap. The raw bytes go through the scanner's streaming API (exact at any chunk boundary);
 //! the decoding layers (JSON escapes, URL encoding, base64) see each stretch that ends between
-//! runs of token bytes, where no layer can reach across. Nothing is forwarded past the point
-//! both have settled, so no byte of a secret ever leaves.
+//! runs of token bytes, where no layer can reach across, and follow a long run layer by layer
+//! as it arrives ([`level`], [`runs`]). Nothing is forwarded past the point every layer has
+//! settled, so no byte of a secret ever leaves.
 //!
 //! The body keeps its Content-Length, so it is never rewritten: a secret in it refuses the
 //! request in block and redact mode alike (the upstream sees an unfinished request, the agent
@@ -13,13 +14,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use gate_scan::StreamScanner;
 use http::StatusCode;
 
 use super::{BASE64_DEPTH, Inner};
 use crate::config::Mode;
 use crate::proxy::inspect::{BodyInspector, Refusal, RequestInfo};
-use crate::redact::view::{self, Plan};
+use crate::redact::view::Plan;
+
+#[cfg(test)]
+mod differential;
+mod level;
+mod runs;
+
+use level::{Cx, Level, Window};
 
 /// Bodies at least this large stream through the check instead of being held whole. Below
 /// it (LLM requests, ordinary API calls) bodies are settled first, so a secret can be
@@ -30,29 +37,30 @@ pub const STREAM_MIN: u64 = 16 << 20;
 pub(super) struct StreamingBody {
     guard: Arc<Inner>,
     info: RequestInfo,
-    raw: StreamScanner,
+    check: Level,
     /// Bytes not forwarded yet; `buf[0]` is body offset `sent`.
     buf: BytesMut,
     sent: usize,
     received: usize,
-    /// The decoding layers have looked at every byte before this offset.
-    layered: usize,
     /// Findings recorded so far (audit mode goes on after them).
     found: usize,
 }
 
 impl StreamingBody {
     pub(super) fn new(guard: Arc<Inner>, info: RequestInfo, length: u64) -> Self {
-        let raw = guard.scanner.stream();
+        let check = Level::new(&guard.scanner, BASE64_DEPTH);
+        Self::with_check(guard, info, length, check)
+    }
+
+    fn with_check(guard: Arc<Inner>, info: RequestInfo, length: u64, check: Level) -> Self {
         let capacity = usize::try_from(length.min(STREAM_MIN)).unwrap_or(0);
         Self {
             guard,
             info,
-            raw,
+            check,
             buf: BytesMut::with_capacity(capacity),
             sent: 0,
             received: 0,
-            layered: 0,
             found: 0,
         }
     }
@@ -72,41 +80,16 @@ impl StreamingBody {
         self.buf.extend_from_slice(new);
 
         let mut plan = Plan::default();
-        let mut raw = self.raw.push(new);
-        if last {
-            raw.extend(self.raw.finish());
-        }
-        for f in raw {
-            // Findings never touch bytes before the last settled offset, and nothing past
-            // that was forwarded, so the value is still here.
-            let (Some(a), Some(b)) = (f.start.checked_sub(self.sent), f.end.checked_sub(self.sent))
-            else {
-                return Err(internal("a finding before the forwarded part"));
-            };
-            let Some(value) = self.buf.get(a..b) else {
-                return Err(internal("a finding past the received part"));
-            };
-            let rule = crate::redact::sanitize_rule(&f.rule_id);
-            plan.add(&g.key, f.start..f.end, value, &rule, "raw");
-        }
-
-        // The decoding layers, up to just after the last byte no run can cross. Bytes before
-        // `new` and after `layered` hold no such byte (or `layered` would be past them), so
-        // only the new bytes are searched.
-        let from = self.layered - self.sent;
-        let fresh = self.buf.len() - new.len();
-        let upto = if last {
-            Some(self.buf.len())
-        } else {
-            new.iter()
-                .rposition(|&b| view::between_runs(b))
-                .map(|p| fresh + p + 1)
+        let cx = Cx {
+            scanner: &g.scanner,
+            key: &g.key,
         };
-        if let Some(upto) = upto.filter(|&u| u > from) {
-            let more = view::layers(&self.buf[from..upto], &g.finder(), &g.key, BASE64_DEPTH);
-            plan.edits.extend(more.edits);
-            plan.values.extend(more.values);
-            self.layered = self.sent + upto;
+        let win = Window {
+            bytes: &self.buf,
+            base: self.sent,
+        };
+        if let Err(e) = self.check.push(cx, win, new.len(), last, &mut plan) {
+            return Err(internal(&e.to_string()));
         }
 
         if !plan.is_clean() {
@@ -134,7 +117,7 @@ impl StreamingBody {
         let safe = if last {
             self.received
         } else {
-            self.raw.settled().min(self.layered)
+            self.check.settled().min(self.check.keep_from())
         };
         let n = safe.saturating_sub(self.sent);
         self.sent += n;
@@ -289,6 +272,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The benchmark's worst case, smaller: a body that is one unbroken token run used to be
+    /// held whole, since the decoding layers only looked at stretches ending between runs.
+    #[test]
+    fn a_body_that_is_one_long_run_is_forwarded_as_it_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(Mode::Block, dir.path());
+        let body = vec![b'y'; 1 << 20];
+        let mut s = body_for(&g);
+        let mut early = 0;
+        for c in body.chunks(65536) {
+            early += s.chunk(Bytes::copy_from_slice(c)).unwrap().len();
+        }
+        let rest = s.finish().unwrap();
+        assert_eq!(early + rest.len(), body.len());
+        assert!(
+            early > body.len() * 3 / 4,
+            "only {early} bytes before the end"
+        );
+    }
+
+    #[test]
+    fn a_secret_deep_in_a_long_run_is_refused_before_any_byte_of_it_is_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(Mode::Block, dir.path());
+        let key = format!("AKIA{}{}", "QWERTYUIOP", "ASDFGH");
+        let (head, last) = key.split_at(key.len() - 1);
+        let text = format!("{}{key}\n", "notes: all fine here. ".repeat(30_000));
+        let carriers = [
+            // Only decoding the run's last escape shows the key.
+            format!("{head}\\u00{:02x}:", last.as_bytes()[0]),
+            format!("{head}%{:02X}:", last.as_bytes()[0]),
+            format!(":{key}:"),
+        ];
+        for carrier in &carriers {
+            let mut body = vec![b'y'; 600_000];
+            body.push(b':');
+            let at = body.len();
+            body.extend_from_slice(carrier.as_bytes());
+            body.extend(std::iter::repeat_n(b'y', 300_000));
+            for size in [4096, 65536] {
+                let (out, refused) = run(&mut body_for(&g), &body, size);
+                let r = refused.unwrap_or_else(|| panic!("{carrier:.8} in chunks of {size}"));
+                assert!(r.reason.contains("aws-access-key-id"), "{}", r.reason);
+                assert!(out.len() <= at, "{carrier:.8}: {} bytes out", out.len());
+                assert!(
+                    out.len() > 400_000,
+                    "{carrier:.8}: only {} bytes out",
+                    out.len()
+                );
+            }
+        }
+        // A base64 run of text, the key far past its head.
+        let body = base64::engine::general_purpose::STANDARD.encode(&text);
+        let at = (text.len() - key.len() - 2) / 3 * 4;
+        let (out, refused) = run(&mut body_for(&g), body.as_bytes(), 65536);
+        assert!(refused.is_some());
+        assert!(
+            out.len() <= at && out.len() > at / 2,
+            "{} bytes out",
+            out.len()
+        );
     }
 
     #[test]

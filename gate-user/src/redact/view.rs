@@ -34,22 +34,35 @@ impl View {
         let start = range.start.min(end);
         self.map[start]..self.map[end]
     }
+
+    /// The decoded text and the raw offset of each of its bytes (without the end entry).
+    pub fn into_parts(mut self) -> (Vec<u8>, Vec<usize>) {
+        self.map.pop();
+        (self.text, self.map)
+    }
 }
 
 /// Undoes JSON string escapes (`\n`, `\"`, `\u0041`, surrogate pairs) wherever they appear.
 /// None when no escape could hide a secret: only `\uXXXX` and `\/` can stand for characters a
 /// credential is made of (the scanner's rules already read `\"` and `\n` as they are).
 pub fn json_unescaped(raw: &[u8]) -> Option<View> {
-    if !raw
-        .windows(2)
+    has_json_escape(raw).then(|| json_decode(raw, raw.len()).0)
+}
+
+/// Whether `raw` holds a JSON escape that makes [`json_unescaped`] decode it.
+pub fn has_json_escape(raw: &[u8]) -> bool {
+    raw.windows(2)
         .any(|w| w[0] == b'\\' && (w[1] == b'u' || w[1] == b'/'))
-    {
-        return None;
-    }
+}
+
+/// Undoes the JSON escapes of `raw` that begin before `stop` (those reach no further than 12
+/// bytes past it), as [`json_unescaped`] does to all of `raw`; also returns where it stopped
+/// (`stop` or the end of the escape across it), so a run can be decoded in pieces.
+pub fn json_decode(raw: &[u8], stop: usize) -> (View, usize) {
     let mut text = Vec::with_capacity(raw.len());
     let mut map = Vec::with_capacity(raw.len() + 1);
     let mut i = 0;
-    while i < raw.len() {
+    while i < stop.min(raw.len()) {
         if raw[i] != b'\\' || i + 1 >= raw.len() {
             text.push(raw[i]);
             map.push(i);
@@ -101,8 +114,8 @@ pub fn json_unescaped(raw: &[u8]) -> Option<View> {
         map.push(i);
         i += 1;
     }
-    map.push(raw.len());
-    Some(View { text, map })
+    map.push(i);
+    (View { text, map }, i)
 }
 
 fn hex4(b: Option<&[u8]>) -> Option<u32> {
@@ -121,16 +134,22 @@ fn hexval(b: u8) -> Option<u8> {
 
 /// Undoes `%XX` URL encoding (and `+` for space) wherever it appears. None without any `%XX`.
 pub fn url_decoded(raw: &[u8]) -> Option<View> {
-    let has = raw
-        .windows(3)
-        .any(|w| w[0] == b'%' && hexval(w[1]).is_some() && hexval(w[2]).is_some());
-    if !has {
-        return None;
-    }
+    has_url_escape(raw).then(|| url_decode(raw, raw.len()).0)
+}
+
+/// Whether `raw` holds a `%XX` that makes [`url_decoded`] decode it.
+pub fn has_url_escape(raw: &[u8]) -> bool {
+    raw.windows(3)
+        .any(|w| w[0] == b'%' && hexval(w[1]).is_some() && hexval(w[2]).is_some())
+}
+
+/// Undoes the URL encoding of `raw` that begins before `stop` (an escape reaches 2 bytes past
+/// it), as [`url_decoded`] does to all of `raw`; also returns where it stopped.
+pub fn url_decode(raw: &[u8], stop: usize) -> (View, usize) {
     let mut text = Vec::with_capacity(raw.len());
     let mut map = Vec::with_capacity(raw.len() + 1);
     let mut i = 0;
-    while i < raw.len() {
+    while i < stop.min(raw.len()) {
         if raw[i] == b'%'
             && i + 2 < raw.len()
             && let (Some(h), Some(l)) = (hexval(raw[i + 1]), hexval(raw[i + 2]))
@@ -144,8 +163,8 @@ pub fn url_decoded(raw: &[u8]) -> Option<View> {
         map.push(i);
         i += 1;
     }
-    map.push(raw.len());
-    Some(View { text, map })
+    map.push(i);
+    (View { text, map }, i)
 }
 
 /// Bytes a credential, its escapes and the assignment around it are made of (no space and no
@@ -225,17 +244,17 @@ fn url_runs(raw: &[u8]) -> Vec<Range<usize>> {
 }
 
 /// Shortest base64 run worth decoding (18 decoded bytes).
-const MIN_BASE64: usize = 24;
+pub const MIN_BASE64: usize = 24;
 
 /// Base64 byte classes, one bit each (0: not a base64 byte).
 const UPPER: u8 = 1;
 const LOWER: u8 = 2;
 const DIGIT: u8 = 4;
-const STD_SYM: u8 = 8;
-const URL_SYM: u8 = 16;
+pub const STD_SYM: u8 = 8;
+pub const URL_SYM: u8 = 16;
 
 /// The class of every byte, so a run is walked with one table load per byte.
-const B64_CLASS: [u8; 256] = {
+pub const B64_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {
@@ -255,7 +274,7 @@ const B64_CLASS: [u8; 256] = {
 
 /// Encoded data mixes upper case, lower case and digits, and uses one alphabet; identifiers,
 /// paths and hex are skipped without decoding. `classes` is the union of the run's classes.
-fn plausible_base64(classes: u8) -> bool {
+pub fn plausible_base64(classes: u8) -> bool {
     let needed = UPPER | LOWER | DIGIT;
     classes & needed == needed && classes & (STD_SYM | URL_SYM) != (STD_SYM | URL_SYM)
 }
@@ -357,12 +376,10 @@ fn walk_base64_run(raw: &[u8], start: usize) -> (Option<Range<usize>>, usize) {
 /// (as standard base64 always is), unpadded otherwise.
 fn decode_b64(run: &[u8]) -> Option<(Vec<u8>, base64::engine::GeneralPurpose)> {
     use base64::alphabet::{STANDARD, URL_SAFE};
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
     let url = memchr::memchr2(b'-', b'_', run).is_some();
     let alphabet = if url { &URL_SAFE } else { &STANDARD };
-    let lenient =
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    let engine = GeneralPurpose::new(alphabet, lenient);
+    let engine = b64_decoder(url);
     // Only text is scanned, and whether it is text shows in its first bytes: a long run whose
     // head is not (an image, say) is passed over without decoding the rest of it.
     if run.len() > TEXTY_HEAD_CHARS {
@@ -380,14 +397,25 @@ fn decode_b64(run: &[u8]) -> Option<(Vec<u8>, base64::engine::GeneralPurpose)> {
     Some((decoded, style))
 }
 
+/// The decoder [`decode_b64`] uses: the URL-safe alphabet when the run holds `-` or `_`, the
+/// standard one otherwise, padding optional.
+pub fn b64_decoder(url: bool) -> base64::engine::GeneralPurpose {
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let alphabet = if url { &URL_SAFE } else { &STANDARD };
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    GeneralPurpose::new(alphabet, lenient)
+}
+
 /// How many decoded bytes [`texty`] looks at.
 const TEXTY_HEAD: usize = 256;
 /// Base64 characters that decode to at least [`TEXTY_HEAD`] bytes (whole groups of four).
-const TEXTY_HEAD_CHARS: usize = TEXTY_HEAD.div_ceil(3) * 4;
+pub const TEXTY_HEAD_CHARS: usize = TEXTY_HEAD.div_ceil(3) * 4;
 
 /// Text-like enough to be worth scanning: most of the first bytes printable (images and other
 /// binary blobs are skipped quickly).
-fn texty(data: &[u8]) -> bool {
+pub fn texty(data: &[u8]) -> bool {
     let head = &data[..data.len().min(TEXTY_HEAD)];
     let printable = head
         .iter()

@@ -7,6 +7,8 @@ pub mod cached;
 mod pipeline;
 pub mod provider;
 mod stream;
+#[cfg(test)]
+mod testing;
 mod websocket;
 
 use std::path::Path;
@@ -816,18 +818,9 @@ impl BodyInspector for RestoreBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::ClientInfo;
 
     fn guard(dir: &Path) -> Guard {
-        let scanner = Scanner::new(ScanConfig::builtin().unwrap()).unwrap();
-        let audit = Arc::new(AuditLog::open(dir, "test").unwrap());
-        Guard::new(
-            Arc::new(scanner),
-            RedactionKey::from_bytes([9; 32]),
-            Mode::Redact,
-            audit,
-            64 << 20,
-        )
+        testing::guard(Mode::Redact, AuditLog::open(dir, "test").unwrap())
     }
 
     /// A conversation of `turns` messages (about 9 KiB each), one secret in message `at`.
@@ -849,14 +842,7 @@ mod tests {
 
     /// Pushes `body` through the guard's request side in `chunk`-byte pieces.
     fn send(g: &Guard, body: &[u8], chunk: usize) -> Result<Bytes, Refusal> {
-        let info = RequestInfo {
-            host: "api.test".into(),
-            port: 443,
-            scheme: "https",
-            method: http::Method::POST,
-            path_and_query: "/v1/messages".into(),
-            client: ClientInfo::default(),
-        };
+        let info = testing::post("/v1/messages");
         let (mut head, ()) = http::Request::post("https://api.test/v1/messages")
             .header(header::CONTENT_LENGTH, body.len())
             .body(())

@@ -406,31 +406,13 @@ mod tests {
     use crate::audit::AuditLog;
     use crate::guard::Guard;
     use crate::proxy::inspect::Inspector;
-    use crate::redact::RedactionKey;
     use base64::Engine as _;
-    use gate_scan::{ScanConfig, Scanner};
     use http::header;
 
-    fn guard(mode: Mode, audit: AuditLog) -> Guard {
-        let scanner = Scanner::new(ScanConfig::builtin().unwrap()).unwrap();
-        Guard::new(
-            Arc::new(scanner),
-            RedactionKey::from_bytes([9; 32]),
-            mode,
-            Arc::new(audit),
-            64 << 20,
-        )
-    }
+    use crate::guard::testing::guard;
 
     fn info() -> RequestInfo {
-        RequestInfo {
-            host: "api.test".into(),
-            port: 443,
-            scheme: "https",
-            method: http::Method::POST,
-            path_and_query: "/v1/messages".into(),
-            client: Default::default(),
-        }
+        crate::guard::testing::post("/v1/messages")
     }
 
     fn aws() -> String {

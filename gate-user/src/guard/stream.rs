@@ -159,31 +159,14 @@ mod tests {
     use super::*;
     use crate::audit::AuditLog;
     use crate::guard::Guard;
-    use crate::redact::RedactionKey;
     use base64::Engine as _;
-    use gate_scan::{ScanConfig, Scanner};
 
     fn guard(mode: Mode, dir: &std::path::Path) -> Guard {
-        let scanner = Scanner::new(ScanConfig::builtin().unwrap()).unwrap();
-        let audit = AuditLog::open(dir, "test").unwrap();
-        Guard::new(
-            Arc::new(scanner),
-            RedactionKey::from_bytes([9; 32]),
-            mode,
-            Arc::new(audit),
-            64 << 20,
-        )
+        crate::guard::testing::guard(mode, AuditLog::open(dir, "test").unwrap())
     }
 
     fn body_for(g: &Guard) -> StreamingBody {
-        let info = RequestInfo {
-            host: "api.test".into(),
-            port: 443,
-            scheme: "https",
-            method: http::Method::POST,
-            path_and_query: "/upload".into(),
-            client: Default::default(),
-        };
+        let info = crate::guard::testing::post("/upload");
         StreamingBody::new(g.inner.clone(), info, 1 << 20)
     }
 

@@ -344,6 +344,17 @@ mod tests {
     use super::*;
 
     /// (start, end, pattern) of every pattern occurrence the hits stand for.
+    /// The prefilter of `patterns` and the ASCII-case-insensitive Aho-Corasick automaton it
+    /// is checked against.
+    fn with_reference(patterns: &[Vec<u8>]) -> (Prefilter, aho_corasick::AhoCorasick) {
+        let pf = Prefilter::new(patterns).unwrap();
+        let reference = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(patterns)
+            .unwrap();
+        (pf, reference)
+    }
+
     fn expand(pf: &Prefilter, hits: &[Hit]) -> Vec<(usize, usize, u32)> {
         hits.iter()
             .flat_map(|&h| {
@@ -360,11 +371,7 @@ mod tests {
             .iter()
             .map(|p| p.as_bytes().to_vec())
             .collect();
-        let pf = Prefilter::new(&patterns).unwrap();
-        let reference = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&patterns)
-            .unwrap();
+        let (pf, reference) = with_reference(&patterns);
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for size in [0, 1, 100, LANE_MIN - 1, LANE_MIN, LANE_MIN + 3, 100_003] {
             let mut data: Vec<u8> = (0..size)
@@ -415,11 +422,7 @@ mod tests {
             .iter()
             .map(|p| p.to_vec())
             .collect();
-        let pf = Prefilter::new(&patterns).unwrap();
-        let reference = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&patterns)
-            .unwrap();
+        let (pf, reference) = with_reference(&patterns);
         // Every two-byte string followed by each pattern: all transitions out of shallow
         // states, and every pattern reached from them.
         let mut data = Vec::new();

@@ -1,6 +1,8 @@
 //! Scans one generated benchmark input a few times (printing the fastest scan's speed) with the benchmark's scanner, for
 //! instruction-count profiling (`valgrind --tool=callgrind`), where criterion's many iterations
 //! and wall-clock timing get in the way. Usage: `scan_profile anthropic-1MiB|openai-1MiB|adversarial-1MiB [RUNS]`.
+//! `pieces-N`: the Anthropic 1 MiB body scanned N bytes at a time (one scan per piece), as the
+//! proxy scans the seams around block cuts and the decoded runs of a body.
 use gate_scan::{KnownValues, ScanConfig, Scanner};
 
 #[path = "../benches/corpus.rs"]
@@ -10,13 +12,21 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "anthropic-1MiB".into());
     let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(1);
+    // Bytes per scan (the whole input unless `pieces-N`).
+    let mut piece = usize::MAX;
     let data = match which.as_str() {
         "anthropic-64KiB" => corpus::llm_body(64 << 10, corpus::Flavor::Anthropic),
         "anthropic-1MiB" => corpus::llm_body(1 << 20, corpus::Flavor::Anthropic),
         "anthropic-10MiB" => corpus::llm_body(10 << 20, corpus::Flavor::Anthropic),
         "openai-1MiB" => corpus::llm_body(1 << 20, corpus::Flavor::OpenAi),
         "adversarial-1MiB" => corpus::adversarial(1 << 20),
-        other => panic!("unknown input {other}"),
+        other => match other.strip_prefix("pieces-").and_then(|n| n.parse().ok()) {
+            Some(n) => {
+                piece = n;
+                corpus::llm_body(1 << 20, corpus::Flavor::Anthropic)
+            }
+            None => panic!("unknown input {other}"),
+        },
     };
     let mut config = ScanConfig::builtin().expect("rules");
     let mut kv = KnownValues::new();
@@ -24,12 +34,17 @@ fn main() {
     config.known_values = kv;
     let scanner = Scanner::new(config).expect("scanner");
     // Warm the lazy DFA caches once, as criterion's warm-up does.
-    let warm = scanner.scan(&data).len();
+    let scan = |data: &[u8]| -> usize {
+        data.chunks(piece.max(1))
+            .map(|p| scanner.scan(p).len())
+            .sum()
+    };
+    let warm = scan(&data);
     let mut n = 0;
     let mut best = std::time::Duration::MAX;
     for _ in 0..runs {
         let t = std::time::Instant::now();
-        n += scanner.scan(&data).len();
+        n += scan(&data);
         best = best.min(t.elapsed());
     }
     println!(

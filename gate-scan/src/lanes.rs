@@ -21,10 +21,16 @@ pub(crate) struct Hit {
 /// in registers and beat five and six on the chat bodies (fastest of N scans, ~4 %), at the
 /// same speed on the adversarial one; ten are slower, twelve spill.
 pub(crate) const LANES: usize = 8;
-/// Below this size one walk is as fast.
+/// From this size on, each lane's bytes are copied to the stack [`BLOCK`] bytes at a time;
+/// below, [`SMALL_BLOCK`] at a time (zeroing the larger buffer would cost more than walking a
+/// few KiB).
 pub(crate) const LANE_MIN: usize = 16 * 1024;
 /// Bytes of each lane copied to the stack at a time (all lanes' blocks stay in L1).
 const BLOCK: usize = 2048;
+const SMALL_BLOCK: usize = 256;
+/// The shortest lane segment: below, one walk is as fast (or the lanes' warm-up, the longest
+/// pattern, would be more than half their work).
+const MIN_SEGMENT: usize = 64;
 
 /// Set in the id of every match state.
 const MATCH: u32 = 1 << 31;
@@ -249,11 +255,28 @@ impl Prefilter {
             .unwrap_or(&[])
     }
 
+    /// Records the match states among `states`, reached after byte `i` of each lane's walk:
+    /// lane `k` walked from `bases[k]` and keeps only the matches ending in its own segment
+    /// (its warm-up steps before the segment, and lane 0's steps past it, belong to the
+    /// neighbour).
     #[cold]
     #[inline(never)]
-    fn record_lanes(&self, states: [u32; LANES], i: usize, seg: usize, lanes: &mut [Vec<Hit>]) {
+    fn record_lanes(
+        &self,
+        states: [u32; LANES],
+        i: usize,
+        bases: &[usize; LANES],
+        seg: usize,
+        lanes: &mut [Vec<Hit>],
+    ) {
         for (k, (sid, out)) in states.into_iter().zip(lanes).enumerate() {
-            self.record(sid, k * seg + i, out);
+            if sid & MATCH == 0 {
+                continue;
+            }
+            let pos = bases[k] + i;
+            if (k * seg..(k + 1) * seg).contains(&pos) {
+                self.record(sid, pos, out);
+            }
         }
     }
 
@@ -275,29 +298,40 @@ impl Prefilter {
         sid
     }
 
-    /// The state after reading the bytes just before `at` (enough of them for any pattern).
-    fn warm_up<T: Table + ?Sized>(&self, t: &T, data: &[u8], at: usize) -> u32 {
-        let from = at.saturating_sub(self.max_len.saturating_sub(1));
-        data.get(from..at)
-            .unwrap_or(&[])
-            .iter()
-            .fold(0, |sid, &b| t.next(sid, self.classes[usize::from(b)]))
-    }
-
     fn hits_in<T: Table + ?Sized>(&self, t: &T, data: &[u8]) -> [Vec<Hit>; LANES] {
-        let n = data.len();
-        let mut lanes: [Vec<Hit>; LANES] = Default::default();
-        if n < LANE_MIN {
+        let seg = data.len() / LANES;
+        // A lane begins `warm` bytes before its segment, so that it is in the state a walk
+        // over everything before would be in (a state depends on that many bytes at most).
+        let warm = self.max_len.saturating_sub(1);
+        if seg < MIN_SEGMENT.max(2 * warm) {
+            let mut lanes: [Vec<Hit>; LANES] = Default::default();
             self.walk(t, data, 0, 0, &mut lanes[0]);
             return lanes;
         }
-        // LANES lanes of `seg` bytes each, walked in lock step; lane k starts from the state a
-        // walk over the bytes before k * seg would have, so it sees every match ending in it.
-        let seg = n / LANES;
-        let mut states = [0u32; LANES];
-        for (k, s) in states.iter_mut().enumerate().skip(1) {
-            *s = self.warm_up(t, data, k * seg);
+        if data.len() >= LANE_MIN {
+            self.lanes_in::<T, BLOCK>(t, data, seg, warm)
+        } else {
+            self.lanes_in::<T, SMALL_BLOCK>(t, data, seg, warm)
         }
+    }
+
+    /// The lock-step walk of `LANES` segments of `seg` bytes (the last lane goes on to the
+    /// end), each lane's next `B` bytes copied to the stack at a time.
+    #[inline(never)]
+    fn lanes_in<T: Table + ?Sized, const B: usize>(
+        &self,
+        t: &T,
+        data: &[u8],
+        seg: usize,
+        warm: usize,
+    ) -> [Vec<Hit>; LANES] {
+        let mut lanes: [Vec<Hit>; LANES] = Default::default();
+        // Lane k walks `steps` bytes from `bases[k]`: its warm-up and then its segment (lane
+        // 0 has nothing to warm up on and walks on past its segment instead, unrecorded), so
+        // that all lanes take the same number of steps, from the start state.
+        let steps = seg + warm;
+        let bases: [usize; LANES] = std::array::from_fn(|k| (k * seg).saturating_sub(warm));
+        let mut states = [0u32; LANES];
         // Room for a match state every 16 bytes (the adversarial benchmark body has one every
         // 25): growing a lane's vector copies it.
         for lane in &mut lanes {
@@ -308,12 +342,12 @@ impl Prefilter {
         // stack pointer (with a pointer per lane the loop runs out of registers and spills
         // lane states, which puts a store-to-load forward into their chains).
         let classes = self.classes;
-        let mut buf = [0u8; LANES * BLOCK];
+        let mut buf = [[0u8; B]; LANES];
         let mut at = 0;
-        while at < seg {
-            let len = BLOCK.min(seg - at);
-            for (k, dst) in buf.chunks_exact_mut(BLOCK).enumerate() {
-                let from = k * seg + at;
+        while at < steps {
+            let len = B.min(steps - at);
+            for (dst, &base) in buf.iter_mut().zip(&bases) {
+                let from = base + at;
                 if let (Some(dst), Some(src)) = (dst.get_mut(..len), data.get(from..from + len)) {
                     dst.copy_from_slice(src);
                 }
@@ -321,13 +355,13 @@ impl Prefilter {
             for i in 0..len {
                 let mut any = 0;
                 for (k, s) in states.iter_mut().enumerate() {
-                    *s = t.next(*s, classes[usize::from(buf[k * BLOCK + i])]);
+                    *s = t.next(*s, classes[usize::from(buf[k][i])]);
                     any |= *s;
                 }
                 if any & MATCH != 0 {
                     // A copy made only here keeps `states` in registers.
                     let snapshot: [u32; LANES] = std::array::from_fn(|k| states[k]);
-                    self.record_lanes(snapshot, at + i, seg, &mut lanes);
+                    self.record_lanes(snapshot, at + i, &bases, seg, &mut lanes);
                 }
             }
             at += len;
@@ -373,7 +407,24 @@ mod tests {
             .collect();
         let (pf, reference) = with_reference(&patterns);
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for size in [0, 1, 100, LANE_MIN - 1, LANE_MIN, LANE_MIN + 3, 100_003] {
+        // One walk; the smallest lanes (segments of MIN_SEGMENT bytes) and odd sizes around
+        // them; small and large stack blocks.
+        let smallest = LANES * MIN_SEGMENT;
+        for size in [
+            0,
+            1,
+            100,
+            smallest - 1,
+            smallest,
+            smallest + 1,
+            smallest + 7,
+            1000,
+            4099,
+            LANE_MIN - 1,
+            LANE_MIN,
+            LANE_MIN + 3,
+            100_003,
+        ] {
             let mut data: Vec<u8> = (0..size)
                 .map(|_| {
                     x ^= x << 13;
@@ -413,6 +464,50 @@ mod tests {
                 checked += 1;
             }
             assert_eq!(checked, 2);
+        }
+    }
+
+    #[test]
+    fn lanes_warm_up_over_the_longest_pattern_before_their_segment() {
+        // A 150-byte pattern: each lane begins 149 bytes before its segment, so lanes need
+        // segments of 298 bytes at least; placed across every lane boundary, and a short
+        // pattern at every offset near one.
+        let long: Vec<u8> = (0..150u32).map(|i| b'a' + (i % 23) as u8).collect();
+        let patterns = vec![long.clone(), b"ghp_".to_vec()];
+        let (pf, reference) = with_reference(&patterns);
+        for size in [
+            297 * LANES,
+            298 * LANES,
+            298 * LANES + 5,
+            5000,
+            LANE_MIN + 11,
+        ] {
+            let mut data = vec![b'.'; size];
+            let seg = size / LANES;
+            for k in 1..LANES {
+                let at = (seg * k).saturating_sub(75);
+                if let Some(dst) = data.get_mut(at..at + long.len()) {
+                    dst.copy_from_slice(&long);
+                }
+                let at = seg * k + 80 + k;
+                if let Some(dst) = data.get_mut(at..at + 4) {
+                    dst.copy_from_slice(b"GHP_");
+                }
+            }
+            let mut want: Vec<(usize, usize, u32)> = reference
+                .find_overlapping_iter(&data)
+                .map(|m| (m.start(), m.end(), m.pattern().as_u32()))
+                .collect();
+            want.sort();
+            let got = expand(&pf, &pf.hits(&data).concat());
+            assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "ordered by end");
+            let mut got = got;
+            got.sort();
+            assert_eq!(got, want, "size {size}");
+            assert!(
+                want.len() >= 2 * (LANES - 1) - 2,
+                "size {size}: planted patterns found"
+            );
         }
     }
 

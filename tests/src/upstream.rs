@@ -11,6 +11,8 @@
 //! - `.../echo`: answers 200 with the request body streamed back; headers `x-up-method`,
 //!   `x-up-version` (as the upstream saw it), `x-up-host` (Host or :authority), `x-up-path`.
 //! - `.../digest`: reads the whole body, answers `len=N fnv=HEX` (see [`fnv64`]).
+//! - `.../sink`: reads the whole body and answers `len=N`: no hashing, so a latency bench's
+//!   upstream costs next to no CPU on the cores the proxy under test shares with it.
 //! - `.../record`: keeps the whole request (see [`Upstream::recorded`]) and answers with the
 //!   body it received; with `?sse=N` as `text/event-stream` in frames of N bytes.
 //! - `.../sse`: `text/event-stream`; sends `data: first`, then waits until
@@ -521,6 +523,16 @@ async fn route(mut req: Request<Incoming>, sh: Arc<Shared>) -> Response<Body> {
             }
         }
         Response::new(full(format!("len={n} fnv={:016x}", h.0)))
+    } else if path.ends_with("/sink") {
+        let mut body = req.into_body();
+        let mut n = 0u64;
+        while let Some(f) = body.frame().await {
+            match f {
+                Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                Err(e) => return Response::new(full(format!("error {e}"))),
+            }
+        }
+        Response::new(full(format!("len={n}")))
     } else if path.ends_with("/sse") {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
         let sh2 = sh.clone();

@@ -31,6 +31,8 @@ const SMALL_BLOCK: usize = 256;
 /// The shortest lane segment: below, one walk is as fast (or the lanes' warm-up, the longest
 /// pattern, would be more than half their work).
 const MIN_SEGMENT: usize = 64;
+/// Lane segments from this size on reserve room for their hits up front.
+const RESERVE_MIN: usize = 4096;
 
 /// Set in the id of every match state.
 const MATCH: u32 = 1 << 31;
@@ -333,9 +335,12 @@ impl Prefilter {
         let bases: [usize; LANES] = std::array::from_fn(|k| (k * seg).saturating_sub(warm));
         let mut states = [0u32; LANES];
         // Room for a match state every 16 bytes (the adversarial benchmark body has one every
-        // 25): growing a lane's vector copies it.
-        for lane in &mut lanes {
-            lane.reserve(seg / 16);
+        // 25): growing a lane's vector copies it. Small scans (the proxy's seams and decoded
+        // runs, most with no hit at all) allocate only for a hit.
+        if seg >= RESERVE_MIN {
+            for lane in &mut lanes {
+                lane.reserve(seg / 16);
+            }
         }
         // Copies on the stack: the class table, and each block of every lane side by side at
         // fixed distances, so that one index register addresses all lanes' bytes from the

@@ -28,9 +28,10 @@ pub(crate) const LANE_MIN: usize = 16 * 1024;
 /// Bytes of each lane copied to the stack at a time (all lanes' blocks stay in L1).
 const BLOCK: usize = 2048;
 const SMALL_BLOCK: usize = 256;
-/// The shortest lane segment: below, one walk is as fast (or the lanes' warm-up, the longest
-/// pattern, would be more than half their work).
-const MIN_SEGMENT: usize = 64;
+/// The shortest lane segment: below, one walk is as fast. A segment is also at least as long as
+/// a lane's warm-up (the longest pattern): a lane step costs about a third of a step of one walk
+/// (whose every step waits on the one before), so even then the lanes cost less.
+const MIN_SEGMENT: usize = 32;
 /// Lane segments from this size on reserve room for their hits up front.
 const RESERVE_MIN: usize = 4096;
 
@@ -305,7 +306,7 @@ impl Prefilter {
         // A lane begins `warm` bytes before its segment, so that it is in the state a walk
         // over everything before would be in (a state depends on that many bytes at most).
         let warm = self.max_len.saturating_sub(1);
-        if seg < MIN_SEGMENT.max(2 * warm) {
+        if seg < MIN_SEGMENT.max(warm) {
             let mut lanes: [Vec<Hit>; LANES] = Default::default();
             self.walk(t, data, 0, 0, &mut lanes[0]);
             return lanes;
@@ -474,29 +475,30 @@ mod tests {
 
     #[test]
     fn lanes_warm_up_over_the_longest_pattern_before_their_segment() {
-        // A 150-byte pattern: each lane begins 149 bytes before its segment, so lanes need
-        // segments of 298 bytes at least; placed across every lane boundary, and a short
-        // pattern at every offset near one.
+        // A 150-byte pattern: each lane begins 149 bytes before its segment, and segments are
+        // at least that long; the pattern across every other lane boundary, a short one
+        // across the rest, at the smallest sizes that get lanes and larger ones.
         let long: Vec<u8> = (0..150u32).map(|i| b'a' + (i % 23) as u8).collect();
+        let warm = long.len() - 1;
         let patterns = vec![long.clone(), b"ghp_".to_vec()];
         let (pf, reference) = with_reference(&patterns);
         for size in [
-            297 * LANES,
-            298 * LANES,
-            298 * LANES + 5,
+            warm * LANES - 1,
+            warm * LANES,
+            warm * LANES + 5,
             5000,
             LANE_MIN + 11,
         ] {
             let mut data = vec![b'.'; size];
             let seg = size / LANES;
             for k in 1..LANES {
-                let at = (seg * k).saturating_sub(75);
-                if let Some(dst) = data.get_mut(at..at + long.len()) {
-                    dst.copy_from_slice(&long);
-                }
-                let at = seg * k + 80 + k;
-                if let Some(dst) = data.get_mut(at..at + 4) {
-                    dst.copy_from_slice(b"GHP_");
+                let (at, planted): (usize, &[u8]) = if k % 2 == 1 {
+                    ((seg * k).saturating_sub(75), &long)
+                } else {
+                    (seg * k - 2, b"GHP_")
+                };
+                if let Some(dst) = data.get_mut(at..at + planted.len()) {
+                    dst.copy_from_slice(planted);
                 }
             }
             let mut want: Vec<(usize, usize, u32)> = reference
@@ -509,9 +511,10 @@ mod tests {
             let mut got = got;
             got.sort();
             assert_eq!(got, want, "size {size}");
-            assert!(
-                want.len() >= 2 * (LANES - 1) - 2,
-                "size {size}: planted patterns found"
+            assert_eq!(
+                want.len(),
+                LANES - 1,
+                "size {size}: every planted pattern found"
             );
         }
     }

@@ -1,7 +1,7 @@
 //! Byte classes as bit masks, 64 bytes at a time, with the widest vector unit the CPU has
-//! (AVX2, or portable code the compiler vectorises with SSE2): the run finders of the
-//! decoding layers ([`super::view`]) look at every byte of every body, and these masks are the
-//! part of their work that grows with the body.
+//! (AVX-512BW, AVX2, or portable code the compiler vectorises with SSE2): the run finders of
+//! the decoding layers ([`super::view`]) look at every byte of every body, and these masks
+//! are the part of their work that grows with the body.
 //!
 //! Each run finder is written once, generic over its mask function, and compiled once per
 //! level with that level's masks inlined; `at_level` picks the version the CPU runs. The
@@ -22,6 +22,8 @@ pub enum Level {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Level {
@@ -30,6 +32,9 @@ impl Level {
     pub fn best() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
+            if Level::Avx512.available() {
+                return Level::Avx512;
+            }
             if Level::Avx2.available() {
                 return Level::Avx2;
             }
@@ -44,6 +49,8 @@ impl Level {
             Level::Portable => true,
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => std::arch::is_x86_feature_detected!("avx512bw"),
         }
     }
 
@@ -53,6 +60,8 @@ impl Level {
             Level::Portable,
             #[cfg(target_arch = "x86_64")]
             Level::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512,
         ];
         all.into_iter().filter(|l| l.available()).collect()
     }
@@ -65,6 +74,8 @@ struct Versions<A, T> {
     portable: fn(A) -> T,
     #[cfg(target_arch = "x86_64")]
     avx2: unsafe fn(A) -> T,
+    #[cfg(target_arch = "x86_64")]
+    avx512: unsafe fn(A) -> T,
 }
 
 /// Calls the version of `v` for `level`, or the portable one when the CPU lacks `level`.
@@ -72,13 +83,15 @@ struct Versions<A, T> {
 fn at_level<A, T>(level: Level, v: &Versions<A, T>, arg: A) -> T {
     let f: unsafe fn(A) -> T = match level {
         #[cfg(target_arch = "x86_64")]
+        Level::Avx512 if level.available() => v.avx512,
+        #[cfg(target_arch = "x86_64")]
         Level::Avx2 if level.available() => v.avx2,
         _ => v.portable,
     };
     // SAFETY: `f` is the portable version, or one from the `x86` module of `level`'s name
-    // (`x86::avx2` for `Level::Avx2`: every function there is compiled with that level's
-    // target features) and this CPU has them (checked just above). Nothing else about those
-    // functions is unsafe.
+    // (`x86::avx2` for `Level::Avx2`, `x86::avx512` for `Level::Avx512`: every function
+    // there is compiled with that level's target features) and this CPU has them (checked
+    // just above). Nothing else about those functions is unsafe.
     unsafe { f(arg) }
 }
 
@@ -88,6 +101,8 @@ pub fn base64_runs(level: Level, raw: &[u8]) -> Vec<Range<usize>> {
         portable: |raw| super::view::base64_runs_by(raw, portable::base64),
         #[cfg(target_arch = "x86_64")]
         avx2: x86::avx2::base64_runs,
+        #[cfg(target_arch = "x86_64")]
+        avx512: x86::avx512::base64_runs,
     };
     at_level(level, &v, raw)
 }
@@ -98,6 +113,8 @@ pub fn json_runs(level: Level, raw: &[u8]) -> Vec<Range<usize>> {
         portable: |raw| super::view::json_runs_by(raw, portable::json),
         #[cfg(target_arch = "x86_64")]
         avx2: x86::avx2::json_runs,
+        #[cfg(target_arch = "x86_64")]
+        avx512: x86::avx512::json_runs,
     };
     at_level(level, &v, raw)
 }
@@ -230,6 +247,55 @@ mod x86 {
             json_runs_by(raw, |w| json(w))
         }
     }
+
+    /// The AVX-512 intrinsics are stable from Rust 1.89 (the workspace says 1.87; its let
+    /// chains already need 1.88).
+    #[clippy::msrv = "1.89"]
+    pub mod avx512 {
+        use std::arch::x86_64::*;
+        use std::ops::Range;
+
+        use crate::redact::view::{base64_runs_by, json_runs_by};
+
+        #[inline]
+        #[target_feature(enable = "avx512bw")]
+        fn load(word: &[u8; 64]) -> __m512i {
+            let q = super::lanes(word);
+            _mm512_set_epi64(q[7], q[6], q[5], q[4], q[3], q[2], q[1], q[0])
+        }
+
+        /// [`super::super::Base64Mask`]: one comparison mask per class, no packing.
+        #[inline]
+        #[target_feature(enable = "avx512bw")]
+        pub fn base64(word: &[u8; 64]) -> u64 {
+            let v = load(word);
+            let splat = |c: u8| _mm512_set1_epi8(c as i8);
+            let lower = _mm512_or_si512(v, splat(0x20));
+            let letter = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(lower, splat(b'a')), splat(26));
+            let digit = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, splat(b'0')), splat(10));
+            let eq = |c: u8| _mm512_cmpeq_epi8_mask(v, splat(c));
+            letter | digit | eq(b'+') | eq(b'/') | eq(b'-') | eq(b'_')
+        }
+
+        /// [`super::super::JsonMasks`].
+        #[inline]
+        #[target_feature(enable = "avx512bw")]
+        pub fn json(word: &[u8; 64]) -> (u64, u64) {
+            let v = load(word);
+            let eq = |c: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(c as i8));
+            (eq(b'\\'), eq(b'u') | eq(b'/'))
+        }
+
+        #[target_feature(enable = "avx512bw")]
+        pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
+            base64_runs_by(raw, |w| base64(w))
+        }
+
+        #[target_feature(enable = "avx512bw")]
+        pub fn json_runs(raw: &[u8]) -> Vec<Range<usize>> {
+            json_runs_by(raw, |w| json(w))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +344,8 @@ mod tests {
             portable: |w| portable::base64(w),
             #[cfg(target_arch = "x86_64")]
             avx2: x86::avx2::base64,
+            #[cfg(target_arch = "x86_64")]
+            avx512: x86::avx512::base64,
         };
         at_level(level, &v, word)
     }
@@ -287,6 +355,8 @@ mod tests {
             portable: |w| portable::json(w),
             #[cfg(target_arch = "x86_64")]
             avx2: x86::avx2::json,
+            #[cfg(target_arch = "x86_64")]
+            avx512: x86::avx512::json,
         };
         at_level(level, &v, word)
     }

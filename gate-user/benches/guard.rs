@@ -59,5 +59,24 @@ fn bodies(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bodies);
+/// The run finders of the decoding layers alone (base64 runs, JSON escape runs) on a 1 MiB
+/// body, at every vector level this CPU has.
+fn run_finders(c: &mut Criterion) {
+    use gate::redact::bits::{self, Level};
+    let body = corpus::llm_body(1 << 20, corpus::Flavor::Anthropic);
+    let mut group = c.benchmark_group("run-finders");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    for level in Level::all_available() {
+        let name = format!("{level:?}").to_lowercase();
+        group.bench_with_input(BenchmarkId::new("base64", &name), &body, |b, body| {
+            b.iter(|| bits::base64_runs(level, body))
+        });
+        group.bench_with_input(BenchmarkId::new("json", &name), &body, |b, body| {
+            b.iter(|| bits::json_runs(level, body))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bodies, run_finders);
 criterion_main!(benches);

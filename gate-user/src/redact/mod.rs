@@ -2,6 +2,7 @@
 //! local agent. Placeholders are `REDACTED<rule-id:hash12>`, where hash12 is 12 hex digits of an
 //! HMAC-SHA256 of the value under a per-install key: the same secret always gets the same
 //! placeholder, and nobody without the key can test guesses against it. Knows nothing of HTTP.
+pub mod bits;
 pub mod encoding;
 pub mod restore;
 pub mod view;

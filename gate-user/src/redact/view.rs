@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use base64::Engine as _;
 
-use super::{Edit, RedactionKey, Span};
+use super::{Edit, RedactionKey, Span, bits};
 
 /// Anything that finds secrets in a byte string (the scanner, in production).
 pub trait Finder {
@@ -222,14 +222,50 @@ fn runs_around(raw: &[u8], hits: impl Iterator<Item = usize>) -> Vec<Range<usize
 
 /// Runs holding a JSON escape that can stand for a credential's characters (`\uXXXX`, `\/`).
 fn json_runs(raw: &[u8]) -> Vec<Range<usize>> {
-    // Searched as pairs: conversations are full of `\n` and `\"`, which a search for the
-    // backslash alone would stop at.
-    let mut u = memchr::memmem::find_iter(raw, b"\\u").peekable();
-    let mut slash = memchr::memmem::find_iter(raw, b"\\/").peekable();
-    let hits = std::iter::from_fn(move || match (u.peek(), slash.peek()) {
-        (Some(a), Some(b)) if b < a => slash.next(),
-        (Some(_), _) => u.next(),
-        (None, _) => slash.next(),
+    bits::json_runs(bits::Level::best(), raw)
+}
+
+/// [`json_runs`] with `masks` giving a word's backslashes and its `u` and `/` bytes. Looked
+/// for as pairs, one word at a time: conversations are full of `\n` and `\"`, which a search
+/// for the backslash alone would stop at.
+#[inline(always)]
+pub(super) fn json_runs_by(
+    raw: &[u8],
+    masks: impl Fn(&[u8; 64]) -> (u64, u64),
+) -> Vec<Range<usize>> {
+    // Pair starts at `at + j` for each bit j of `pending`, not yet handed out; the word
+    // after them starts at `base`.
+    let (mut pending, mut at, mut base) = (0u64, 0usize, 0usize);
+    // Whether the last byte of the word before `base` is a backslash.
+    let mut carry = false;
+    let hits = std::iter::from_fn(move || {
+        while pending == 0 {
+            if base >= raw.len() {
+                return None;
+            }
+            let (slash, after) = match raw[base..].first_chunk::<64>() {
+                Some(word) => masks(word),
+                None => {
+                    // The last, partial word, padded with bytes that are neither.
+                    let mut word = [0u8; 64];
+                    word[..raw.len() - base].copy_from_slice(&raw[base..]);
+                    masks(&word)
+                }
+            };
+            // Bit 63 of `slash & (after >> 1)` is clear: a pair from the previous word's
+            // last byte fits below this word's pairs, one byte before the word.
+            let across = carry && after & 1 != 0;
+            carry = slash >> 63 != 0;
+            (pending, at) = if across {
+                (((slash & (after >> 1)) << 1) | 1, base - 1)
+            } else {
+                (slash & (after >> 1), base)
+            };
+            base += 64;
+        }
+        let j = pending.trailing_zeros() as usize;
+        pending &= pending - 1;
+        Some(at + j)
     });
     runs_around(raw, hits)
 }
@@ -280,10 +316,17 @@ pub fn plausible_base64(classes: u8) -> bool {
 }
 
 /// Maximal base64 runs (standard or URL-safe alphabet, optional `=` padding) of useful length.
-/// The body is looked at 64 bytes at a time as a bit mask of its base64 bytes; a run of
-/// [`MIN_BASE64`] set bits (found with shifts, carried across words) is where a run is walked
-/// byte by byte. Text, whose words are short, passes in whole words.
+/// The body is looked at 64 bytes at a time as a bit mask of its base64 bytes (with the
+/// CPU's widest vector unit, [`bits`]); a run of [`MIN_BASE64`] set bits (found with shifts,
+/// carried across words) is where a run is walked byte by byte. Text, whose words are short,
+/// passes in whole words.
 pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
+    bits::base64_runs(bits::Level::best(), raw)
+}
+
+/// [`base64_runs`] with `mask` as the bit mask of a word's base64 bytes.
+#[inline(always)]
+pub(super) fn base64_runs_by(raw: &[u8], mask: impl Fn(&[u8; 64]) -> u64) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     // No run crosses `i`: it is 0, or just after a byte outside both alphabets.
     let mut i = 0;
@@ -292,8 +335,15 @@ pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
         let mut carried = 0usize;
         let mut base = i;
         while base < raw.len() {
-            let word = &raw[base..raw.len().min(base + 64)];
-            let m = b64_bits(word);
+            let m = match raw[base..].first_chunk::<64>() {
+                Some(word) => mask(word),
+                None => {
+                    // The last, partial word, padded with bytes outside both alphabets.
+                    let mut word = [0u8; 64];
+                    word[..raw.len() - base].copy_from_slice(&raw[base..]);
+                    mask(&word)
+                }
+            };
             let start = if carried + m.trailing_ones() as usize >= MIN_BASE64 {
                 Some(base - carried)
             } else {
@@ -316,27 +366,6 @@ pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
         break;
     }
     out
-}
-
-/// One bit per byte of `word` (at most 64 bytes), set where the byte is in either base64
-/// alphabet. Branch-free comparisons (vector code), then eight flags at a time packed into a
-/// byte with one multiplication.
-#[inline]
-fn b64_bits(word: &[u8]) -> u64 {
-    let mut flags = [0u8; 64];
-    for (f, &b) in flags.iter_mut().zip(word) {
-        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
-        let digit = b.wrapping_sub(b'0') < 10;
-        let sym = (b == b'+') | (b == b'/') | (b == b'-') | (b == b'_');
-        *f = u8::from(letter | digit | sym);
-    }
-    let mut m = 0u64;
-    for (k, eight) in flags.chunks_exact(8).enumerate() {
-        let v = u64::from_le_bytes(eight.try_into().unwrap_or_default());
-        // Each byte of v is 0 or 1: the product gathers byte i's bit at bit 56 + i.
-        m |= (v.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
-    }
-    m
 }
 
 /// Bit j set where bits j..j + MIN_BASE64 of `m` are all set (bits past 63 count as clear).
@@ -667,6 +696,122 @@ mod tests {
                     "len {len} lead {lead}"
                 );
             }
+        }
+    }
+
+    /// Base64-heavy bytes with every kind of break: long runs in either alphabet, `=`, and
+    /// bytes next to the alphabets' ranges (`@ [ ` { / :` and non-ASCII).
+    fn base64ish(len: usize, seed: u64) -> Vec<u8> {
+        let odd: &[u8] = b"=@[`{:/.\x00\xff\x80 \n\"%+-_";
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let r = (state >> 20) as usize;
+                if r.is_multiple_of(16) {
+                    odd[(r / 16) % odd.len()]
+                } else {
+                    b"AZaz09QmFzZTY0aGVyZQ+/-_"[(r / 16) % 24]
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_levels_base64_runs_are_the_bytewise_runs() {
+        let levels = bits::Level::all_available();
+        let check = |raw: &[u8], what: &dyn std::fmt::Display| {
+            let want = reference_base64_runs(raw);
+            for &level in &levels {
+                assert_eq!(bits::base64_runs(level, raw), want, "{level:?} {what}");
+            }
+        };
+        // Every length up to a few words, at every alignment within a word.
+        let buf = base64ish(64 + 300, 7);
+        for len in 0..=300 {
+            for lead in 0..64 {
+                check(
+                    &buf[lead..lead + len],
+                    &format_args!("len {len} lead {lead}"),
+                );
+            }
+        }
+        // Whole words of base64 broken by one byte of every value at every position.
+        for b in 0..=255u8 {
+            for at in 0..200 {
+                let mut raw: Vec<u8> = (0..200).map(|k| b"Ab3+"[k % 4]).collect();
+                raw[at] = b;
+                check(&raw, &format_args!("byte {b} at {at}"));
+            }
+        }
+        for (k, raw) in mixed_inputs().iter().enumerate() {
+            check(raw, &format_args!("mixed input {k}"));
+        }
+        for seed in 0..200 {
+            check(&base64ish(5000, seed), &format_args!("seed {seed}"));
+        }
+    }
+
+    /// What [`json_runs`] found before it looked at masks: the pairs found with memmem.
+    fn reference_json_runs(raw: &[u8]) -> Vec<Range<usize>> {
+        let mut hits: Vec<usize> = memchr::memmem::find_iter(raw, b"\\u")
+            .chain(memchr::memmem::find_iter(raw, b"\\/"))
+            .collect();
+        hits.sort_unstable();
+        runs_around(raw, hits.into_iter())
+    }
+
+    /// Bytes rich in backslashes, `u` and `/`, token bytes and bytes between runs.
+    fn escapeish(len: usize, seed: u64) -> Vec<u8> {
+        let alphabet: &[u8] = b"\\\\\\uu//nA0\" x%_";
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                alphabet[(state >> 20) as usize % alphabet.len()]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_levels_json_runs_are_the_memmem_runs() {
+        let levels = bits::Level::all_available();
+        let check = |raw: &[u8], what: &dyn std::fmt::Display| {
+            let want = reference_json_runs(raw);
+            for &level in &levels {
+                assert_eq!(bits::json_runs(level, raw), want, "{level:?} {what}");
+            }
+        };
+        // Every length up to a few words, at every alignment within a word.
+        let buf = escapeish(64 + 300, 11);
+        for len in 0..=300 {
+            for lead in 0..64 {
+                check(
+                    &buf[lead..lead + len],
+                    &format_args!("len {len} lead {lead}"),
+                );
+            }
+        }
+        // One pair (or a lone half of one) at every position, in text and between runs.
+        for pair in [&b"\\u"[..], b"\\/", b"\\n", b"\\", b"u"] {
+            for filler in [b'a', b' '] {
+                for at in 0..200 {
+                    let mut raw = vec![filler; 200];
+                    let end = (at + pair.len()).min(raw.len());
+                    raw[at..end].copy_from_slice(&pair[..end - at]);
+                    check(&raw, &format_args!("{pair:?} at {at} in {filler}"));
+                }
+            }
+        }
+        for (k, raw) in mixed_inputs().iter().enumerate() {
+            check(raw, &format_args!("mixed input {k}"));
+        }
+        for seed in 0..200 {
+            check(&escapeish(5000, seed), &format_args!("seed {seed}"));
         }
     }
 

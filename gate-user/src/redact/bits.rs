@@ -4,8 +4,10 @@
 //! are the part of their work that grows with the body.
 //!
 //! Each run finder is written once, generic over its mask function, and compiled once per
-//! level with that level's masks inlined; `at_level` picks the version the CPU runs. The
-//! tests compare every level this CPU has with the portable one.
+//! level with that level's masks inlined, inside `pulp`'s runtime dispatch (its x86-64-v3 and
+//! -v4 tokens prove the CPU has the features, and its safe wrappers of the intrinsics take
+//! them), so this module needs no `unsafe`. The tests compare every level this CPU has with
+//! the portable one.
 use std::ops::Range;
 
 /// Bit `j` set where byte `j` of a 64-byte word is in either base64 alphabet
@@ -48,9 +50,9 @@ impl Level {
         match self {
             Level::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            Level::Avx2 => pulp::x86::V3::is_available(),
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => std::arch::is_x86_feature_detected!("avx512bw"),
+            Level::Avx512 => pulp::x86::V4::is_available(),
         }
     }
 
@@ -67,56 +69,83 @@ impl Level {
     }
 }
 
-/// One run finder compiled at every level. The vector versions are `unsafe fn` pointers only
-/// because a `#[target_feature]` function becomes one: they are safe code, safe to call on a
-/// CPU with their features.
-struct Versions<A, T> {
-    portable: fn(A) -> T,
-    #[cfg(target_arch = "x86_64")]
-    avx2: unsafe fn(A) -> T,
-    #[cfg(target_arch = "x86_64")]
-    avx512: unsafe fn(A) -> T,
+/// Runs `finder` with the widest masks `level` names that this CPU has, compiled for them
+/// (`pulp`'s `vectorize` turns the features on for the code it inlines).
+#[inline(always)]
+fn with_masks<T>(level: Level, finder: impl MaskFinder<T>) -> T {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => {
+            if let Some(simd) = pulp::x86::V4::try_new() {
+                return simd.vectorize(|| {
+                    finder.run(
+                        |w: &[u8; 64]| x86::avx512::base64(simd, w),
+                        |w: &[u8; 64]| x86::avx512::json(simd, w),
+                    )
+                });
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => {
+            if let Some(simd) = pulp::x86::V3::try_new() {
+                return simd.vectorize(|| {
+                    finder.run(
+                        |w: &[u8; 64]| x86::avx2::base64(simd, w),
+                        |w: &[u8; 64]| x86::avx2::json(simd, w),
+                    )
+                });
+            }
+        }
+        _ => {}
+    }
+    finder.run(portable::base64, portable::json)
 }
 
-/// Calls the version of `v` for `level`, or the portable one when the CPU lacks `level`.
-#[inline]
-fn at_level<A, T>(level: Level, v: &Versions<A, T>, arg: A) -> T {
-    let f: unsafe fn(A) -> T = match level {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 if level.available() => v.avx512,
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 if level.available() => v.avx2,
-        _ => v.portable,
-    };
-    // SAFETY: `f` is the portable version, or one from the `x86` module of `level`'s name
-    // (`x86::avx2` for `Level::Avx2`, `x86::avx512` for `Level::Avx512`: every function
-    // there is compiled with that level's target features) and this CPU has them (checked
-    // just above). Nothing else about those functions is unsafe.
-    unsafe { f(arg) }
+/// Work done with one level's masks (generic over them, so each level gets its own copy).
+trait MaskFinder<T> {
+    fn run(
+        self,
+        base64: impl Fn(&[u8; 64]) -> u64 + Copy,
+        json: impl Fn(&[u8; 64]) -> (u64, u64) + Copy,
+    ) -> T;
+}
+
+/// The base64 run finder with a level's masks.
+struct Base64Runs<'a>(&'a [u8]);
+
+impl MaskFinder<Vec<Range<usize>>> for Base64Runs<'_> {
+    #[inline(always)]
+    fn run(
+        self,
+        base64: impl Fn(&[u8; 64]) -> u64 + Copy,
+        _json: impl Fn(&[u8; 64]) -> (u64, u64) + Copy,
+    ) -> Vec<Range<usize>> {
+        super::view::base64_runs_by(self.0, base64)
+    }
+}
+
+/// The JSON escape run finder with a level's masks.
+struct JsonRuns<'a>(&'a [u8]);
+
+impl MaskFinder<Vec<Range<usize>>> for JsonRuns<'_> {
+    #[inline(always)]
+    fn run(
+        self,
+        _base64: impl Fn(&[u8; 64]) -> u64 + Copy,
+        json: impl Fn(&[u8; 64]) -> (u64, u64) + Copy,
+    ) -> Vec<Range<usize>> {
+        super::view::json_runs_by(self.0, json)
+    }
 }
 
 /// Maximal base64 runs of useful length, as [`super::view::base64_runs`] defines them.
 pub fn base64_runs(level: Level, raw: &[u8]) -> Vec<Range<usize>> {
-    let v = Versions {
-        portable: |raw| super::view::base64_runs_by(raw, portable::base64),
-        #[cfg(target_arch = "x86_64")]
-        avx2: x86::avx2::base64_runs,
-        #[cfg(target_arch = "x86_64")]
-        avx512: x86::avx512::base64_runs,
-    };
-    at_level(level, &v, raw)
+    with_masks(level, Base64Runs(raw))
 }
 
 /// Runs holding a JSON escape worth decoding, as [`super::view::json_runs`] defines them.
 pub fn json_runs(level: Level, raw: &[u8]) -> Vec<Range<usize>> {
-    let v = Versions {
-        portable: |raw| super::view::json_runs_by(raw, portable::json),
-        #[cfg(target_arch = "x86_64")]
-        avx2: x86::avx2::json_runs,
-        #[cfg(target_arch = "x86_64")]
-        avx512: x86::avx512::json_runs,
-    };
-    at_level(level, &v, raw)
+    with_masks(level, JsonRuns(raw))
 }
 
 /// Masks for any CPU.
@@ -164,7 +193,7 @@ pub mod portable {
 /// compiled with that module's target features and no others.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    /// The eight little-endian lanes of a word (the compiler makes it one load).
+    /// A 64-byte word as eight little-endian 64-bit lanes (the compiler makes one load of it).
     #[inline(always)]
     fn lanes(word: &[u8; 64]) -> [i64; 8] {
         let mut q = [0i64; 8];
@@ -175,45 +204,45 @@ mod x86 {
     }
 
     pub mod avx2 {
-        use std::arch::x86_64::*;
-        use std::ops::Range;
+        use pulp::x86::V3;
+        use std::arch::x86_64::__m256i;
 
-        use crate::redact::view::{base64_runs_by, json_runs_by};
-
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        fn load(word: &[u8; 64], half: usize) -> __m256i {
+        #[inline(always)]
+        fn load(simd: V3, word: &[u8; 64], half: usize) -> __m256i {
             let q = super::lanes(word);
             let q = &q[4 * half..4 * half + 4];
-            _mm256_set_epi64x(q[3], q[2], q[1], q[0])
+            simd.avx._mm256_set_epi64x(q[3], q[2], q[1], q[0])
         }
 
-        /// Bytes `32 * half..` of a mask, from a vector of 0 or 0xff bytes.
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        fn bits(flags: __m256i, half: usize) -> u64 {
-            u64::from(_mm256_movemask_epi8(flags).cast_unsigned()) << (32 * half)
+        #[inline(always)]
+        fn bits(simd: V3, flags: __m256i, half: usize) -> u64 {
+            u64::from(simd.avx2._mm256_movemask_epi8(flags).cast_unsigned()) << (32 * half)
         }
 
-        /// [`super::super::Base64Mask`]: two halves of 32 bytes, each packed with movemask.
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        pub fn base64(word: &[u8; 64]) -> u64 {
+        /// [`super::super::Base64Mask`] on AVX2.
+        #[inline(always)]
+        pub fn base64(simd: V3, word: &[u8; 64]) -> u64 {
+            let (avx, avx2) = (simd.avx, simd.avx2);
             let half = |h: usize| {
-                let v = load(word, h);
-                let splat = |c: u8| _mm256_set1_epi8(c as i8);
+                let v = load(simd, word, h);
+                let splat = |c: u8| avx._mm256_set1_epi8(c as i8);
                 // Unsigned x < n exactly when min(x, n - 1) == x.
-                let below =
-                    |x: __m256i, n: u8| _mm256_cmpeq_epi8(_mm256_min_epu8(x, splat(n - 1)), x);
-                let lower = _mm256_or_si256(v, splat(0x20));
-                let letter = below(_mm256_sub_epi8(lower, splat(b'a')), 26);
-                let digit = below(_mm256_sub_epi8(v, splat(b'0')), 10);
-                let eq = |c: u8| _mm256_cmpeq_epi8(v, splat(c));
-                let sym = _mm256_or_si256(
-                    _mm256_or_si256(eq(b'+'), eq(b'/')),
-                    _mm256_or_si256(eq(b'-'), eq(b'_')),
+                let below = |x: __m256i, n: u8| {
+                    avx2._mm256_cmpeq_epi8(avx2._mm256_min_epu8(x, splat(n - 1)), x)
+                };
+                let lower = avx2._mm256_or_si256(v, splat(0x20));
+                let letter = below(avx2._mm256_sub_epi8(lower, splat(b'a')), 26);
+                let digit = below(avx2._mm256_sub_epi8(v, splat(b'0')), 10);
+                let eq = |c: u8| avx2._mm256_cmpeq_epi8(v, splat(c));
+                let sym = avx2._mm256_or_si256(
+                    avx2._mm256_or_si256(eq(b'+'), eq(b'/')),
+                    avx2._mm256_or_si256(eq(b'-'), eq(b'_')),
                 );
-                bits(_mm256_or_si256(_mm256_or_si256(letter, digit), sym), h)
+                bits(
+                    simd,
+                    avx2._mm256_or_si256(avx2._mm256_or_si256(letter, digit), sym),
+                    h,
+                )
             };
             // Opaque to the optimiser: seen through, the mask becomes a vector of 64 flags
             // that the run finder's shifts take apart bit by bit (AVX2 has no mask
@@ -221,79 +250,56 @@ mod x86 {
             std::hint::black_box(half(0) | half(1))
         }
 
-        /// [`super::super::JsonMasks`].
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        pub fn json(word: &[u8; 64]) -> (u64, u64) {
+        /// [`super::super::JsonMasks`] on AVX2.
+        #[inline(always)]
+        pub fn json(simd: V3, word: &[u8; 64]) -> (u64, u64) {
+            let (avx, avx2) = (simd.avx, simd.avx2);
             let half = |h: usize| {
-                let v = load(word, h);
-                let eq = |c: u8| _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c as i8));
+                let v = load(simd, word, h);
+                let eq = |c: u8| avx2._mm256_cmpeq_epi8(v, avx._mm256_set1_epi8(c as i8));
                 (
-                    bits(eq(b'\\'), h),
-                    bits(_mm256_or_si256(eq(b'u'), eq(b'/')), h),
+                    bits(simd, eq(b'\\'), h),
+                    bits(simd, avx2._mm256_or_si256(eq(b'u'), eq(b'/')), h),
                 )
             };
             let ((s0, a0), (s1, a1)) = (half(0), half(1));
             (s0 | s1, a0 | a1)
         }
-
-        #[target_feature(enable = "avx2")]
-        pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
-            base64_runs_by(raw, |w| base64(w))
-        }
-
-        #[target_feature(enable = "avx2")]
-        pub fn json_runs(raw: &[u8]) -> Vec<Range<usize>> {
-            json_runs_by(raw, |w| json(w))
-        }
     }
 
-    /// The AVX-512 intrinsics are stable from Rust 1.89 (the workspace says 1.87; its let
-    /// chains already need 1.88).
-    #[clippy::msrv = "1.89"]
     pub mod avx512 {
-        use std::arch::x86_64::*;
-        use std::ops::Range;
+        use pulp::x86::V4;
+        use std::arch::x86_64::__m512i;
 
-        use crate::redact::view::{base64_runs_by, json_runs_by};
-
-        #[inline]
-        #[target_feature(enable = "avx512bw")]
-        fn load(word: &[u8; 64]) -> __m512i {
+        #[inline(always)]
+        fn load(simd: V4, word: &[u8; 64]) -> __m512i {
             let q = super::lanes(word);
-            _mm512_set_epi64(q[7], q[6], q[5], q[4], q[3], q[2], q[1], q[0])
+            simd.avx512f
+                ._mm512_set_epi64(q[7], q[6], q[5], q[4], q[3], q[2], q[1], q[0])
         }
 
-        /// [`super::super::Base64Mask`]: one comparison mask per class, no packing.
-        #[inline]
-        #[target_feature(enable = "avx512bw")]
-        pub fn base64(word: &[u8; 64]) -> u64 {
-            let v = load(word);
-            let splat = |c: u8| _mm512_set1_epi8(c as i8);
-            let lower = _mm512_or_si512(v, splat(0x20));
-            let letter = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(lower, splat(b'a')), splat(26));
-            let digit = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, splat(b'0')), splat(10));
-            let eq = |c: u8| _mm512_cmpeq_epi8_mask(v, splat(c));
+        /// [`super::super::Base64Mask`] on AVX-512BW: one comparison mask per class, no
+        /// packing.
+        #[inline(always)]
+        pub fn base64(simd: V4, word: &[u8; 64]) -> u64 {
+            let (f, bw) = (simd.avx512f, simd.avx512bw);
+            let v = load(simd, word);
+            let splat = |c: u8| f._mm512_set1_epi8(c as i8);
+            let lower = f._mm512_or_si512(v, splat(0x20));
+            let letter =
+                bw._mm512_cmplt_epu8_mask(bw._mm512_sub_epi8(lower, splat(b'a')), splat(26));
+            let digit = bw._mm512_cmplt_epu8_mask(bw._mm512_sub_epi8(v, splat(b'0')), splat(10));
+            let eq = |c: u8| bw._mm512_cmpeq_epi8_mask(v, splat(c));
             letter | digit | eq(b'+') | eq(b'/') | eq(b'-') | eq(b'_')
         }
 
-        /// [`super::super::JsonMasks`].
-        #[inline]
-        #[target_feature(enable = "avx512bw")]
-        pub fn json(word: &[u8; 64]) -> (u64, u64) {
-            let v = load(word);
-            let eq = |c: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(c as i8));
+        /// [`super::super::JsonMasks`] on AVX-512BW.
+        #[inline(always)]
+        pub fn json(simd: V4, word: &[u8; 64]) -> (u64, u64) {
+            let (f, bw) = (simd.avx512f, simd.avx512bw);
+            let v = load(simd, word);
+            let eq = |c: u8| bw._mm512_cmpeq_epi8_mask(v, f._mm512_set1_epi8(c as i8));
             (eq(b'\\'), eq(b'u') | eq(b'/'))
-        }
-
-        #[target_feature(enable = "avx512bw")]
-        pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
-            base64_runs_by(raw, |w| base64(w))
-        }
-
-        #[target_feature(enable = "avx512bw")]
-        pub fn json_runs(raw: &[u8]) -> Vec<Range<usize>> {
-            json_runs_by(raw, |w| json(w))
         }
     }
 }
@@ -301,6 +307,22 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Base64Mask<'a> = &'a dyn Fn(&[u8; 64]) -> u64;
+    type JsonMask<'a> = &'a dyn Fn(&[u8; 64]) -> (u64, u64);
+
+    /// A closure taking a level's masks (to check the masks themselves).
+    struct Finder<F>(F);
+
+    impl<T, F: FnOnce(Base64Mask, JsonMask) -> T> MaskFinder<T> for Finder<F> {
+        fn run(
+            self,
+            base64: impl Fn(&[u8; 64]) -> u64 + Copy,
+            json: impl Fn(&[u8; 64]) -> (u64, u64) + Copy,
+        ) -> T {
+            (self.0)(&base64, &json)
+        }
+    }
 
     /// Words of every byte value at every position, and random ones.
     fn words() -> Vec<[u8; 64]> {
@@ -340,25 +362,14 @@ mod tests {
     }
 
     fn base64_mask(level: Level, word: &[u8; 64]) -> u64 {
-        let v = Versions {
-            portable: |w| portable::base64(w),
-            #[cfg(target_arch = "x86_64")]
-            avx2: x86::avx2::base64,
-            #[cfg(target_arch = "x86_64")]
-            avx512: x86::avx512::base64,
-        };
-        at_level(level, &v, word)
+        with_masks(
+            level,
+            Finder(|base64: Base64Mask, _: JsonMask| base64(word)),
+        )
     }
 
     fn json_masks(level: Level, word: &[u8; 64]) -> (u64, u64) {
-        let v = Versions {
-            portable: |w| portable::json(w),
-            #[cfg(target_arch = "x86_64")]
-            avx2: x86::avx2::json,
-            #[cfg(target_arch = "x86_64")]
-            avx512: x86::avx512::json,
-        };
-        at_level(level, &v, word)
+        with_masks(level, Finder(|_: Base64Mask, json: JsonMask| json(word)))
     }
 
     #[test]

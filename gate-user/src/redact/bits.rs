@@ -69,6 +69,63 @@ impl Level {
     }
 }
 
+/// A level's masks, as the run finders in [`super::view`] take them: a token type per level
+/// whose methods are always inlined, so that inside `pulp`'s `vectorize` the whole finder is
+/// compiled for the level's features.
+pub(super) trait Masks: Copy {
+    /// Bit `j` set where byte `j` of `word` is in either base64 alphabet.
+    fn base64(self, word: &[u8; 64]) -> u64;
+    /// Bits set where byte `j` is a backslash, and where it is `u` or `/`.
+    fn json(self, word: &[u8; 64]) -> (u64, u64);
+}
+
+/// The portable masks.
+#[derive(Debug, Clone, Copy)]
+struct Portable;
+
+impl Masks for Portable {
+    #[inline(always)]
+    fn base64(self, word: &[u8; 64]) -> u64 {
+        portable::base64(word)
+    }
+    #[inline(always)]
+    fn json(self, word: &[u8; 64]) -> (u64, u64) {
+        portable::json(word)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+struct Avx2(pulp::x86::V3);
+
+#[cfg(target_arch = "x86_64")]
+impl Masks for Avx2 {
+    #[inline(always)]
+    fn base64(self, word: &[u8; 64]) -> u64 {
+        x86::avx2::base64(self.0, word)
+    }
+    #[inline(always)]
+    fn json(self, word: &[u8; 64]) -> (u64, u64) {
+        x86::avx2::json(self.0, word)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+struct Avx512(pulp::x86::V4);
+
+#[cfg(target_arch = "x86_64")]
+impl Masks for Avx512 {
+    #[inline(always)]
+    fn base64(self, word: &[u8; 64]) -> u64 {
+        x86::avx512::base64(self.0, word)
+    }
+    #[inline(always)]
+    fn json(self, word: &[u8; 64]) -> (u64, u64) {
+        x86::avx512::json(self.0, word)
+    }
+}
+
 /// Runs `finder` with the widest masks `level` names that this CPU has, compiled for them
 /// (`pulp`'s `vectorize` turns the features on for the code it inlines).
 #[inline(always)]
@@ -77,64 +134,42 @@ fn with_masks<T>(level: Level, finder: impl MaskFinder<T>) -> T {
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => {
             if let Some(simd) = pulp::x86::V4::try_new() {
-                return simd.vectorize(|| {
-                    finder.run(
-                        |w: &[u8; 64]| x86::avx512::base64(simd, w),
-                        |w: &[u8; 64]| x86::avx512::json(simd, w),
-                    )
-                });
+                return simd.vectorize(|| finder.run(Avx512(simd)));
             }
         }
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => {
             if let Some(simd) = pulp::x86::V3::try_new() {
-                return simd.vectorize(|| {
-                    finder.run(
-                        |w: &[u8; 64]| x86::avx2::base64(simd, w),
-                        |w: &[u8; 64]| x86::avx2::json(simd, w),
-                    )
-                });
+                return simd.vectorize(|| finder.run(Avx2(simd)));
             }
         }
         _ => {}
     }
-    finder.run(portable::base64, portable::json)
+    finder.run(Portable)
 }
 
 /// Work done with one level's masks (generic over them, so each level gets its own copy).
 trait MaskFinder<T> {
-    fn run(
-        self,
-        base64: impl Fn(&[u8; 64]) -> u64 + Copy,
-        json: impl Fn(&[u8; 64]) -> (u64, u64) + Copy,
-    ) -> T;
+    fn run(self, masks: impl Masks) -> T;
 }
 
-/// The base64 run finder with a level's masks.
+/// The base64 run finder.
 struct Base64Runs<'a>(&'a [u8]);
 
 impl MaskFinder<Vec<Range<usize>>> for Base64Runs<'_> {
     #[inline(always)]
-    fn run(
-        self,
-        base64: impl Fn(&[u8; 64]) -> u64 + Copy,
-        _json: impl Fn(&[u8; 64]) -> (u64, u64) + Copy,
-    ) -> Vec<Range<usize>> {
-        super::view::base64_runs_by(self.0, base64)
+    fn run(self, masks: impl Masks) -> Vec<Range<usize>> {
+        super::view::base64_runs_by(self.0, masks)
     }
 }
 
-/// The JSON escape run finder with a level's masks.
+/// The JSON escape run finder.
 struct JsonRuns<'a>(&'a [u8]);
 
 impl MaskFinder<Vec<Range<usize>>> for JsonRuns<'_> {
     #[inline(always)]
-    fn run(
-        self,
-        _base64: impl Fn(&[u8; 64]) -> u64 + Copy,
-        json: impl Fn(&[u8; 64]) -> (u64, u64) + Copy,
-    ) -> Vec<Range<usize>> {
-        super::view::json_runs_by(self.0, json)
+    fn run(self, masks: impl Masks) -> Vec<Range<usize>> {
+        super::view::json_runs_by(self.0, masks)
     }
 }
 
@@ -219,51 +254,72 @@ mod x86 {
             u64::from(simd.avx2._mm256_movemask_epi8(flags).cast_unsigned()) << (32 * half)
         }
 
+        #[inline(always)]
+        fn splat(simd: V3, c: u8) -> __m256i {
+            simd.avx._mm256_set1_epi8(c as i8)
+        }
+
+        /// 0xff where byte `x` is below `n` (unsigned: min(x, n - 1) == x).
+        #[inline(always)]
+        fn below(simd: V3, x: __m256i, n: u8) -> __m256i {
+            let avx2 = simd.avx2;
+            avx2._mm256_cmpeq_epi8(avx2._mm256_min_epu8(x, splat(simd, n - 1)), x)
+        }
+
+        #[inline(always)]
+        fn eq(simd: V3, v: __m256i, c: u8) -> __m256i {
+            simd.avx2._mm256_cmpeq_epi8(v, splat(simd, c))
+        }
+
+        // No closures here: a closure is a function of its own, compiled without the
+        // features unless inlined, and the intrinsics in it would then be calls.
+        #[inline(always)]
+        fn base64_half(simd: V3, word: &[u8; 64], h: usize) -> u64 {
+            let avx2 = simd.avx2;
+            let v = load(simd, word, h);
+            let lower = avx2._mm256_or_si256(v, splat(simd, 0x20));
+            let letter = below(simd, avx2._mm256_sub_epi8(lower, splat(simd, b'a')), 26);
+            let digit = below(simd, avx2._mm256_sub_epi8(v, splat(simd, b'0')), 10);
+            let sym = avx2._mm256_or_si256(
+                avx2._mm256_or_si256(eq(simd, v, b'+'), eq(simd, v, b'/')),
+                avx2._mm256_or_si256(eq(simd, v, b'-'), eq(simd, v, b'_')),
+            );
+            bits(
+                simd,
+                avx2._mm256_or_si256(avx2._mm256_or_si256(letter, digit), sym),
+                h,
+            )
+        }
+
         /// [`super::super::Base64Mask`] on AVX2.
         #[inline(always)]
         pub fn base64(simd: V3, word: &[u8; 64]) -> u64 {
-            let (avx, avx2) = (simd.avx, simd.avx2);
-            let half = |h: usize| {
-                let v = load(simd, word, h);
-                let splat = |c: u8| avx._mm256_set1_epi8(c as i8);
-                // Unsigned x < n exactly when min(x, n - 1) == x.
-                let below = |x: __m256i, n: u8| {
-                    avx2._mm256_cmpeq_epi8(avx2._mm256_min_epu8(x, splat(n - 1)), x)
-                };
-                let lower = avx2._mm256_or_si256(v, splat(0x20));
-                let letter = below(avx2._mm256_sub_epi8(lower, splat(b'a')), 26);
-                let digit = below(avx2._mm256_sub_epi8(v, splat(b'0')), 10);
-                let eq = |c: u8| avx2._mm256_cmpeq_epi8(v, splat(c));
-                let sym = avx2._mm256_or_si256(
-                    avx2._mm256_or_si256(eq(b'+'), eq(b'/')),
-                    avx2._mm256_or_si256(eq(b'-'), eq(b'_')),
-                );
-                bits(
-                    simd,
-                    avx2._mm256_or_si256(avx2._mm256_or_si256(letter, digit), sym),
-                    h,
-                )
-            };
             // Opaque to the optimiser: seen through, the mask becomes a vector of 64 flags
             // that the run finder's shifts take apart bit by bit (AVX2 has no mask
             // registers), which made this slower than the portable code.
-            std::hint::black_box(half(0) | half(1))
+            std::hint::black_box(base64_half(simd, word, 0) | base64_half(simd, word, 1))
+        }
+
+        #[inline(always)]
+        fn json_half(simd: V3, word: &[u8; 64], h: usize) -> (u64, u64) {
+            let v = load(simd, word, h);
+            (
+                bits(simd, eq(simd, v, b'\\'), h),
+                bits(
+                    simd,
+                    simd.avx2
+                        ._mm256_or_si256(eq(simd, v, b'u'), eq(simd, v, b'/')),
+                    h,
+                ),
+            )
         }
 
         /// [`super::super::JsonMasks`] on AVX2.
         #[inline(always)]
         pub fn json(simd: V3, word: &[u8; 64]) -> (u64, u64) {
-            let (avx, avx2) = (simd.avx, simd.avx2);
-            let half = |h: usize| {
-                let v = load(simd, word, h);
-                let eq = |c: u8| avx2._mm256_cmpeq_epi8(v, avx._mm256_set1_epi8(c as i8));
-                (
-                    bits(simd, eq(b'\\'), h),
-                    bits(simd, avx2._mm256_or_si256(eq(b'u'), eq(b'/')), h),
-                )
-            };
-            let ((s0, a0), (s1, a1)) = (half(0), half(1));
-            (s0 | s1, a0 | a1)
+            let ((s0, a0), (s1, a1)) = (json_half(simd, word, 0), json_half(simd, word, 1));
+            // Opaque for the reason given in `base64`.
+            std::hint::black_box((s0 | s1, a0 | a1))
         }
     }
 
@@ -278,28 +334,42 @@ mod x86 {
                 ._mm512_set_epi64(q[7], q[6], q[5], q[4], q[3], q[2], q[1], q[0])
         }
 
+        #[inline(always)]
+        fn splat(simd: V4, c: u8) -> __m512i {
+            simd.avx512f._mm512_set1_epi8(c as i8)
+        }
+
+        #[inline(always)]
+        fn eq(simd: V4, v: __m512i, c: u8) -> u64 {
+            simd.avx512bw._mm512_cmpeq_epi8_mask(v, splat(simd, c))
+        }
+
         /// [`super::super::Base64Mask`] on AVX-512BW: one comparison mask per class, no
-        /// packing.
+        /// packing (and no closures, see the AVX2 versions).
         #[inline(always)]
         pub fn base64(simd: V4, word: &[u8; 64]) -> u64 {
             let (f, bw) = (simd.avx512f, simd.avx512bw);
             let v = load(simd, word);
-            let splat = |c: u8| f._mm512_set1_epi8(c as i8);
-            let lower = f._mm512_or_si512(v, splat(0x20));
-            let letter =
-                bw._mm512_cmplt_epu8_mask(bw._mm512_sub_epi8(lower, splat(b'a')), splat(26));
-            let digit = bw._mm512_cmplt_epu8_mask(bw._mm512_sub_epi8(v, splat(b'0')), splat(10));
-            let eq = |c: u8| bw._mm512_cmpeq_epi8_mask(v, splat(c));
-            letter | digit | eq(b'+') | eq(b'/') | eq(b'-') | eq(b'_')
+            let lower = f._mm512_or_si512(v, splat(simd, 0x20));
+            let letter = bw._mm512_cmplt_epu8_mask(
+                bw._mm512_sub_epi8(lower, splat(simd, b'a')),
+                splat(simd, 26),
+            );
+            let digit = bw
+                ._mm512_cmplt_epu8_mask(bw._mm512_sub_epi8(v, splat(simd, b'0')), splat(simd, 10));
+            letter
+                | digit
+                | eq(simd, v, b'+')
+                | eq(simd, v, b'/')
+                | eq(simd, v, b'-')
+                | eq(simd, v, b'_')
         }
 
         /// [`super::super::JsonMasks`] on AVX-512BW.
         #[inline(always)]
         pub fn json(simd: V4, word: &[u8; 64]) -> (u64, u64) {
-            let (f, bw) = (simd.avx512f, simd.avx512bw);
             let v = load(simd, word);
-            let eq = |c: u8| bw._mm512_cmpeq_epi8_mask(v, f._mm512_set1_epi8(c as i8));
-            (eq(b'\\'), eq(b'u') | eq(b'/'))
+            (eq(simd, v, b'\\'), eq(simd, v, b'u') | eq(simd, v, b'/'))
         }
     }
 }
@@ -308,19 +378,12 @@ mod x86 {
 mod tests {
     use super::*;
 
-    type Base64Mask<'a> = &'a dyn Fn(&[u8; 64]) -> u64;
-    type JsonMask<'a> = &'a dyn Fn(&[u8; 64]) -> (u64, u64);
+    /// One word's masks at a level.
+    struct Word<'a>(&'a [u8; 64]);
 
-    /// A closure taking a level's masks (to check the masks themselves).
-    struct Finder<F>(F);
-
-    impl<T, F: FnOnce(Base64Mask, JsonMask) -> T> MaskFinder<T> for Finder<F> {
-        fn run(
-            self,
-            base64: impl Fn(&[u8; 64]) -> u64 + Copy,
-            json: impl Fn(&[u8; 64]) -> (u64, u64) + Copy,
-        ) -> T {
-            (self.0)(&base64, &json)
+    impl MaskFinder<(u64, (u64, u64))> for Word<'_> {
+        fn run(self, masks: impl Masks) -> (u64, (u64, u64)) {
+            (masks.base64(self.0), masks.json(self.0))
         }
     }
 
@@ -362,14 +425,11 @@ mod tests {
     }
 
     fn base64_mask(level: Level, word: &[u8; 64]) -> u64 {
-        with_masks(
-            level,
-            Finder(|base64: Base64Mask, _: JsonMask| base64(word)),
-        )
+        with_masks(level, Word(word)).0
     }
 
     fn json_masks(level: Level, word: &[u8; 64]) -> (u64, u64) {
-        with_masks(level, Finder(|_: Base64Mask, json: JsonMask| json(word)))
+        with_masks(level, Word(word)).1
     }
 
     #[test]

@@ -229,10 +229,7 @@ fn json_runs(raw: &[u8]) -> Vec<Range<usize>> {
 /// for as pairs, one word at a time: conversations are full of `\n` and `\"`, which a search
 /// for the backslash alone would stop at.
 #[inline(always)]
-pub(super) fn json_runs_by(
-    raw: &[u8],
-    masks: impl Fn(&[u8; 64]) -> (u64, u64),
-) -> Vec<Range<usize>> {
+pub(super) fn json_runs_by(raw: &[u8], masks: impl bits::Masks) -> Vec<Range<usize>> {
     // Pair starts at `at + j` for each bit j of `pending`, not yet handed out; the word
     // after them starts at `base`.
     let (mut pending, mut at, mut base) = (0u64, 0usize, 0usize);
@@ -244,12 +241,12 @@ pub(super) fn json_runs_by(
                 return None;
             }
             let (slash, after) = match raw[base..].first_chunk::<64>() {
-                Some(word) => masks(word),
+                Some(word) => masks.json(word),
                 None => {
                     // The last, partial word, padded with bytes that are neither.
                     let mut word = [0u8; 64];
                     word[..raw.len() - base].copy_from_slice(&raw[base..]);
-                    masks(&word)
+                    masks.json(&word)
                 }
             };
             // Bit 63 of `slash & (after >> 1)` is clear: a pair from the previous word's
@@ -326,7 +323,7 @@ pub fn base64_runs(raw: &[u8]) -> Vec<Range<usize>> {
 
 /// [`base64_runs`] with `mask` as the bit mask of a word's base64 bytes.
 #[inline(always)]
-pub(super) fn base64_runs_by(raw: &[u8], mask: impl Fn(&[u8; 64]) -> u64) -> Vec<Range<usize>> {
+pub(super) fn base64_runs_by(raw: &[u8], mask: impl bits::Masks) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     // No run crosses `i`: it is 0, or just after a byte outside both alphabets.
     let mut i = 0;
@@ -336,12 +333,12 @@ pub(super) fn base64_runs_by(raw: &[u8], mask: impl Fn(&[u8; 64]) -> u64) -> Vec
         let mut base = i;
         while base < raw.len() {
             let m = match raw[base..].first_chunk::<64>() {
-                Some(word) => mask(word),
+                Some(word) => mask.base64(word),
                 None => {
                     // The last, partial word, padded with bytes outside both alphabets.
                     let mut word = [0u8; 64];
                     word[..raw.len() - base].copy_from_slice(&raw[base..]);
-                    mask(&word)
+                    mask.base64(&word)
                 }
             };
             let start = if carried + m.trailing_ones() as usize >= MIN_BASE64 {

@@ -3,7 +3,7 @@
 //! the decoding layers ([`super::view`]) look at every byte of every body, and these masks
 //! are the part of their work that grows with the body.
 //!
-//! Each run finder is written once, generic over its mask function, and compiled once per
+//! Each run finder is written once, generic over a [`Masks`] type, and compiled once per
 //! level with that level's masks inlined, inside `pulp`'s runtime dispatch (its x86-64-v3 and
 //! -v4 tokens prove the CPU has the features, and its safe wrappers of the intrinsics take
 //! them), so this module needs no `unsafe`. The tests compare every level this CPU has with
@@ -18,7 +18,8 @@ pub type Base64Mask = fn(&[u8; 64]) -> u64;
 /// bytes after a backslash that make a JSON escape worth decoding).
 pub type JsonMasks = fn(&[u8; 64]) -> (u64, u64);
 
-/// The vector unit a call runs on.
+/// The vector unit a call runs on: `Avx2` needs x86-64-v3 (AVX2, FMA, BMI), `Avx512`
+/// x86-64-v4 (AVX-512 F, BW, CD, DQ, VL), as `pulp`'s tokens check them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Portable,

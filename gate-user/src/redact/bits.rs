@@ -3,7 +3,7 @@
 //! the decoding layers ([`super::view`]) look at every byte of every body, and these masks
 //! are the part of their work that grows with the body.
 //!
-//! Each run finder is written once, generic over a [`Masks`] type, and compiled once per
+//! Each run finder is written once, generic over a `Masks` type, and compiled once per
 //! level with that level's masks inlined, inside `pulp`'s runtime dispatch (its x86-64-v3 and
 //! -v4 tokens prove the CPU has the features, and its safe wrappers of the intrinsics take
 //! them), so this module needs no `unsafe`. The tests compare every level this CPU has with
@@ -179,7 +179,7 @@ pub fn base64_runs(level: Level, raw: &[u8]) -> Vec<Range<usize>> {
     with_masks(level, Base64Runs(raw))
 }
 
-/// Runs holding a JSON escape worth decoding, as [`super::view::json_runs`] defines them.
+/// Runs holding a JSON escape worth decoding, as `view::json_runs` defines them.
 pub fn json_runs(level: Level, raw: &[u8]) -> Vec<Range<usize>> {
     with_masks(level, JsonRuns(raw))
 }

@@ -200,7 +200,7 @@ pub mod portable {
         pack(&flags)
     }
 
-    /// [`super::JsonMasks`], packed as [`base64`] packs.
+    /// [`super::JsonMasks`], packed as `base64` packs.
     #[inline(always)]
     pub fn json(word: &[u8; 64]) -> (u64, u64) {
         let mut slash = [0u8; 64];

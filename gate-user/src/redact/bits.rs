@@ -405,10 +405,7 @@ mod tests {
         for _ in 0..2000 {
             let mut w = [0u8; 64];
             for x in &mut w {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *x = (state >> 24) as u8;
+                *x = (crate::redact::xorshift(&mut state) >> 24) as u8;
             }
             out.push(w);
         }

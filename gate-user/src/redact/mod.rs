@@ -229,6 +229,15 @@ pub fn non_overlapping(edits: &[Edit]) -> Vec<&Edit> {
     kept
 }
 
+/// One xorshift64 step (13, 7, 17): the run finders' tests draw their generated inputs from it.
+#[cfg(test)]
+pub(crate) fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

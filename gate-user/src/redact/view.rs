@@ -703,10 +703,7 @@ mod tests {
         let mut state = seed | 1;
         (0..len)
             .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let r = (state >> 20) as usize;
+                let r = (crate::redact::xorshift(&mut state) >> 20) as usize;
                 if r.is_multiple_of(16) {
                     odd[(r / 16) % odd.len()]
                 } else {
@@ -766,10 +763,7 @@ mod tests {
         let mut state = seed | 1;
         (0..len)
             .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                alphabet[(state >> 20) as usize % alphabet.len()]
+                alphabet[(crate::redact::xorshift(&mut state) >> 20) as usize % alphabet.len()]
             })
             .collect()
     }

@@ -713,6 +713,19 @@ mod tests {
             .collect()
     }
 
+    /// `check` on every slice of `buf` of length 0..=300 starting at each of its first 64
+    /// bytes (every alignment within a word); `buf` holds 364 bytes at least.
+    fn at_every_length_and_lead(buf: &[u8], check: &dyn Fn(&[u8], &dyn std::fmt::Display)) {
+        for len in 0..=300 {
+            for lead in 0..64 {
+                check(
+                    &buf[lead..lead + len],
+                    &format_args!("len {len} lead {lead}"),
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_levels_base64_runs_are_the_bytewise_runs() {
         let levels = bits::Level::all_available();
@@ -723,15 +736,7 @@ mod tests {
             }
         };
         // Every length up to a few words, at every alignment within a word.
-        let buf = base64ish(64 + 300, 7);
-        for len in 0..=300 {
-            for lead in 0..64 {
-                check(
-                    &buf[lead..lead + len],
-                    &format_args!("len {len} lead {lead}"),
-                );
-            }
-        }
+        at_every_length_and_lead(&base64ish(64 + 300, 7), &check);
         // Whole words of base64 broken by one byte of every value at every position.
         for b in 0..=255u8 {
             for at in 0..200 {
@@ -778,15 +783,7 @@ mod tests {
             }
         };
         // Every length up to a few words, at every alignment within a word.
-        let buf = escapeish(64 + 300, 11);
-        for len in 0..=300 {
-            for lead in 0..64 {
-                check(
-                    &buf[lead..lead + len],
-                    &format_args!("len {len} lead {lead}"),
-                );
-            }
-        }
+        at_every_length_and_lead(&escapeish(64 + 300, 11), &check);
         // One pair (or a lone half of one) at every position, in text and between runs.
         for pair in [&b"\\u"[..], b"\\/", b"\\n", b"\\", b"u"] {
             for filler in [b'a', b' '] {

@@ -3,7 +3,9 @@
 //! eight parts of the input in lock step (a DFA walk is bound by the latency of one table load
 //! per byte; independent walks overlap those latencies), one table load per byte and lane
 //! through a power-of-two mask (no bounds check), match states marked by a flag bit so that
-//! one test per step tells whether any lane needs a look.
+//! one test per step tells whether any lane needs a look. Larger inputs look up, per byte, a
+//! reference to the table offset by the byte's class, so that a lane's chain from one state to
+//! the next is a mask and a load.
 use crate::error::ScanError;
 
 /// A match state reached: every (overlapping) keyword or known-value form ending at `end`
@@ -15,8 +17,8 @@ pub(crate) struct Hit {
     state: u32,
 }
 
-/// Lanes walked in lock step. One step of a lane (class load, add, mask, table load) waits on
-/// the previous step's table load; more lanes overlap more of those waits. With every lane's
+/// Lanes walked in lock step. One step of a lane (row load, mask, table load) waits on the
+/// previous step's table load; more lanes overlap more of those waits. With every lane's
 /// bytes in one stack buffer the lanes need no pointer registers: eight lanes keep all states
 /// in registers and beat five and six on the chat bodies (fastest of N scans, ~4 %), at the
 /// same speed on the adversarial one; ten are slower, twelve spill.
@@ -34,6 +36,12 @@ const SMALL_BLOCK: usize = 256;
 const MIN_SEGMENT: usize = 32;
 /// Lane segments from this size on reserve room for their hits up front.
 const RESERVE_MIN: usize = 4096;
+/// From this input size on the lanes step through [`ByRow`] (making its 256 row references
+/// costs about a thousand instructions, a step saves one), below through [`ByClass`].
+const ROWS_MIN: usize = 2048;
+/// Entries after the table proper, so that the table offset by any class is as long as the
+/// table ([`ByRow`]).
+const ROW_PAD: usize = 256;
 
 /// Set in the id of every match state.
 const MATCH: u32 = 1 << 31;
@@ -51,6 +59,58 @@ impl<const N: usize> Table for [u32; N] {
     #[inline(always)]
     fn next(&self, sid: u32, class: u8) -> u32 {
         self[(sid.wrapping_add(u32::from(class)) as usize) & (N - 1)]
+    }
+}
+
+/// One lane step: the state after reading `byte` in state `sid`.
+trait Step {
+    fn step(&self, sid: u32, byte: u8) -> u32;
+}
+
+/// A step through the byte's class: `table[(sid + class) & mask]`. The dependency from one
+/// state to the next is an add, a mask and a load.
+struct ByClass<'a, T: ?Sized> {
+    t: &'a T,
+    /// A copy, on the stack of the walk that owns this.
+    classes: [u8; 256],
+}
+
+impl<T: Table + ?Sized> Step for ByClass<'_, T> {
+    #[inline(always)]
+    fn step(&self, sid: u32, byte: u8) -> u32 {
+        self.t.next(sid, self.classes[usize::from(byte)])
+    }
+}
+
+/// A step through a row reference per byte: the table of `S` entries starting at the byte's
+/// class, indexed by the masked state (the same entry as [`ByClass`]'s). The row reference
+/// does not depend on the state, so the dependency from one state to the next is a mask and a
+/// load (one add shorter than [`ByClass`]'s).
+struct ByRow<'a, const S: usize> {
+    rows: [&'a [u32; S]; 256],
+}
+
+impl<'a, const S: usize> ByRow<'a, S> {
+    /// `trans` holds the table (`S` entries, `t`) and [`ROW_PAD`] entries after it.
+    fn new(trans: &'a [u32], t: &'a [u32; S], classes: &[u8; 256]) -> Self {
+        let mut rows = [t; 256];
+        for (row, &c) in rows.iter_mut().zip(classes) {
+            let c = usize::from(c);
+            // Never `t` but for class 0: the padding makes every class's row whole
+            // (`hits_sized` checks the length).
+            *row = trans
+                .get(c..c + S)
+                .and_then(|r| <&[u32; S]>::try_from(r).ok())
+                .unwrap_or(t);
+        }
+        ByRow { rows }
+    }
+}
+
+impl<const S: usize> Step for ByRow<'_, S> {
+    #[inline(always)]
+    fn step(&self, sid: u32, byte: u8) -> u32 {
+        self.rows[usize::from(byte)][(sid as usize) & (S - 1)]
     }
 }
 
@@ -198,7 +258,7 @@ impl Prefilter {
         }
         let len = rows.len().next_power_of_two();
         let mut trans = rows;
-        trans.resize(len, 0);
+        trans.resize(len + ROW_PAD, 0);
         Ok(Prefilter {
             trans,
             classes,
@@ -219,18 +279,29 @@ impl Prefilter {
     pub(crate) fn hits(&self, data: &[u8]) -> [Vec<Hit>; LANES] {
         macro_rules! sized {
             ($($bits:literal)*) => {
-                match self.trans.len().trailing_zeros() {
+                match self.trans.len().saturating_sub(ROW_PAD).trailing_zeros() {
                     $($bits => {
-                        if let Ok(t) = <&[u32; 1 << $bits]>::try_from(self.trans.as_slice()) {
-                            return self.hits_in(t, data);
+                        if let Some(hits) = self.hits_sized::<{ 1 << $bits }>(data) {
+                            return hits;
                         }
                     })*
                     _ => {}
                 }
             };
         }
-        sized!(6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26);
-        self.hits_in(self.trans.as_slice(), data)
+        sized!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26);
+        self.hits_in(self.trans.as_slice(), data, None::<fn() -> ByClass<'static, [u32]>>)
+    }
+
+    /// [`Prefilter::hits`] with the table's size known: no bounds checks, and rows for
+    /// [`ByRow`]. `None` unless the table is `S` entries and the padding.
+    fn hits_sized<const S: usize>(&self, data: &[u8]) -> Option<[Vec<Hit>; LANES]> {
+        if self.trans.len() != S + ROW_PAD {
+            return None;
+        }
+        let t = <&[u32; S]>::try_from(self.trans.get(..S)?).ok()?;
+        let rows = || ByRow::new(&self.trans, t, &self.classes);
+        Some(self.hits_in(t, data, Some(rows)))
     }
 
     /// Records state `sid` if it is a match state, reached after the byte at `pos`.
@@ -301,7 +372,15 @@ impl Prefilter {
         sid
     }
 
-    fn hits_in<T: Table + ?Sized>(&self, t: &T, data: &[u8]) -> [Vec<Hit>; LANES] {
+    /// The hits, walked one chain at a time below the lanes' size and in lanes above it:
+    /// through the rows `rows` makes (in the lanes' own frame, so that the walk addresses them
+    /// from the stack pointer) from [`ROWS_MIN`] on when given, else through classes.
+    fn hits_in<T: Table + ?Sized, R: Step>(
+        &self,
+        t: &T,
+        data: &[u8],
+        rows: Option<impl FnOnce() -> R>,
+    ) -> [Vec<Hit>; LANES] {
         let seg = data.len() / LANES;
         // A lane begins `warm` bytes before its segment, so that it is in the state a walk
         // over everything before would be in (a state depends on that many bytes at most).
@@ -311,19 +390,31 @@ impl Prefilter {
             self.walk(t, data, 0, 0, &mut lanes[0]);
             return lanes;
         }
-        if data.len() >= LANE_MIN {
-            self.lanes_in::<T, BLOCK>(t, data, seg, warm)
-        } else {
-            self.lanes_in::<T, SMALL_BLOCK>(t, data, seg, warm)
+        let by_class = || ByClass {
+            t,
+            classes: self.classes,
+        };
+        match rows {
+            Some(rows) if data.len() >= LANE_MIN => {
+                self.lanes_in::<T, _, BLOCK>(t, rows, data, seg, warm)
+            }
+            Some(rows) if data.len() >= ROWS_MIN => {
+                self.lanes_in::<T, _, SMALL_BLOCK>(t, rows, data, seg, warm)
+            }
+            _ if data.len() >= LANE_MIN => {
+                self.lanes_in::<T, _, BLOCK>(t, by_class, data, seg, warm)
+            }
+            _ => self.lanes_in::<T, _, SMALL_BLOCK>(t, by_class, data, seg, warm),
         }
     }
 
     /// The lock-step walk of `LANES` segments of `seg` bytes (the last lane goes on to the
     /// end), each lane's next `B` bytes copied to the stack at a time.
     #[inline(never)]
-    fn lanes_in<T: Table + ?Sized, const B: usize>(
+    fn lanes_in<T: Table + ?Sized, St: Step, const B: usize>(
         &self,
         t: &T,
+        step: impl FnOnce() -> St,
         data: &[u8],
         seg: usize,
         warm: usize,
@@ -343,11 +434,12 @@ impl Prefilter {
                 lane.reserve(seg / 16);
             }
         }
-        // Copies on the stack: the class table, and each block of every lane side by side at
-        // fixed distances, so that one index register addresses all lanes' bytes from the
-        // stack pointer (with a pointer per lane the loop runs out of registers and spills
-        // lane states, which puts a store-to-load forward into their chains).
-        let classes = self.classes;
+        // On the stack: the step's tables (a copy of the class table, or the row references),
+        // and each block of every lane side by side at fixed distances, so that one index
+        // register addresses all lanes' bytes from the stack pointer (with a pointer per lane
+        // the loop runs out of registers and spills lane states, which puts a store-to-load
+        // forward into their chains).
+        let step = step();
         let mut buf = [[0u8; B]; LANES];
         let mut at = 0;
         while at < steps {
@@ -361,7 +453,7 @@ impl Prefilter {
             for i in 0..len {
                 let mut any = 0;
                 for (k, s) in states.iter_mut().enumerate() {
-                    *s = t.next(*s, classes[usize::from(buf[k][i])]);
+                    *s = step.step(*s, buf[k][i]);
                     any |= *s;
                 }
                 if any & MATCH != 0 {
@@ -414,7 +506,8 @@ mod tests {
         let (pf, reference) = with_reference(&patterns);
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         // One walk; the smallest lanes (segments of MIN_SEGMENT bytes) and odd sizes around
-        // them; small and large stack blocks.
+        // them; steps through classes and through rows (from ROWS_MIN on); small and large
+        // stack blocks.
         let smallest = LANES * MIN_SEGMENT;
         for size in [
             0,
@@ -425,6 +518,8 @@ mod tests {
             smallest + 1,
             smallest + 7,
             1000,
+            ROWS_MIN - 1,
+            ROWS_MIN,
             4099,
             LANE_MIN - 1,
             LANE_MIN,
@@ -459,7 +554,7 @@ mod tests {
                     pf.hits(&data)
                 } else {
                     // The checked-indexing walk, for table sizes without a fixed-size walk.
-                    pf.hits_in(pf.trans.as_slice(), &data)
+                    pf.hits_in(pf.trans.as_slice(), &data, None::<fn() -> ByClass<'static, [u32]>>)
                 }
                 .concat();
                 let got = expand(&pf, &hits);

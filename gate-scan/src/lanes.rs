@@ -17,8 +17,9 @@ pub(crate) struct Hit {
     state: u32,
 }
 
-/// Lanes walked in lock step. One step of a lane (row load, mask, table load) waits on the
-/// previous step's table load; more lanes overlap more of those waits. With every lane's
+/// Lanes walked in lock step. One step of a lane ([`ByRow`]: the byte's row, a mask, the table
+/// load; [`ByClass`]: the byte's class, an add, a mask, the table load) waits on the previous
+/// step's table load; more lanes overlap more of those waits. With every lane's
 /// bytes in one stack buffer the lanes need no pointer registers: eight lanes keep all states
 /// in registers and beat five and six on the chat bodies (fastest of N scans, ~4 %), at the
 /// same speed on the adversarial one; ten are slower, twelve spill.
@@ -36,9 +37,11 @@ const SMALL_BLOCK: usize = 256;
 const MIN_SEGMENT: usize = 32;
 /// Lane segments from this size on reserve room for their hits up front.
 const RESERVE_MIN: usize = 4096;
-/// From this input size on the lanes step through [`ByRow`] (making its 256 row references
-/// costs about a thousand instructions, a step saves one), below through [`ByClass`].
-const ROWS_MIN: usize = 2048;
+/// From this input size on the lanes step through [`ByRow`], below through [`ByClass`]:
+/// making the 256 row references costs about a thousand instructions and a step saves one
+/// (callgrind, the chat body in pieces: 2 KiB +2 %, 4 KiB -5 %, 8 KiB -7 %, whole -10 %;
+/// fastest of 500, 8 KiB pieces: 842-853 against 783-799 MiB/s).
+const ROWS_MIN: usize = 8192;
 /// Entries after the table proper, so that the table offset by any class is as long as the
 /// table ([`ByRow`]).
 const ROW_PAD: usize = 256;
@@ -290,7 +293,11 @@ impl Prefilter {
             };
         }
         sized!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26);
-        self.hits_in(self.trans.as_slice(), data, None::<fn() -> ByClass<'static, [u32]>>)
+        self.hits_in(
+            self.trans.as_slice(),
+            data,
+            None::<fn() -> ByClass<'static, [u32]>>,
+        )
     }
 
     /// [`Prefilter::hits`] with the table's size known: no bounds checks, and rows for
@@ -452,8 +459,8 @@ impl Prefilter {
             }
             for i in 0..len {
                 let mut any = 0;
-                for (k, s) in states.iter_mut().enumerate() {
-                    *s = step.step(*s, buf[k][i]);
+                for (s, lane) in states.iter_mut().zip(&buf) {
+                    *s = step.step(*s, lane[i]);
                     any |= *s;
                 }
                 if any & MATCH != 0 {
@@ -554,7 +561,11 @@ mod tests {
                     pf.hits(&data)
                 } else {
                     // The checked-indexing walk, for table sizes without a fixed-size walk.
-                    pf.hits_in(pf.trans.as_slice(), &data, None::<fn() -> ByClass<'static, [u32]>>)
+                    pf.hits_in(
+                        pf.trans.as_slice(),
+                        &data,
+                        None::<fn() -> ByClass<'static, [u32]>>,
+                    )
                 }
                 .concat();
                 let got = expand(&pf, &hits);

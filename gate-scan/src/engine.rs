@@ -14,6 +14,7 @@ use regex_syntax::hir::{Hir, HirKind};
 
 use crate::anchor::{ByteSet, factor, holds, keyword_led, lead};
 use crate::lanes::Prefilter;
+use crate::precheck::Head;
 
 use crate::entropy::shannon_entropy;
 use crate::error::ScanError;
@@ -64,6 +65,9 @@ pub(crate) struct CompiledRegex {
     /// Anchored confirmation: the bytes every match holds at its first positions (checked
     /// before the search; empty when not anchored).
     lead: Vec<ByteSet>,
+    /// Anchored confirmation: the regex's head as a small DFA, walked after the lead and
+    /// before the search ([`Head`]).
+    head: Option<Head>,
 }
 
 /// How a rule's regex is confirmed in the windows its keyword hits open.
@@ -155,6 +159,10 @@ pub(crate) fn compile_regex(
         _ => Vec::new(),
     };
     let hir = if optimized { factor(&hir) } else { hir };
+    let head = match keywords {
+        Some(k) if anchored => Head::new(&hir, k),
+        _ => None,
+    };
     let regex = Regex::builder()
         .configure(
             meta::Config::new()
@@ -177,6 +185,7 @@ pub(crate) fn compile_regex(
         group,
         reach,
         lead,
+        head,
     })
 }
 
@@ -499,8 +508,11 @@ impl Scanner {
                 .inner
                 .rules
                 .iter()
-                .map(|r| match &r.regex.confirm {
-                    Confirm::Window(regex) | Confirm::Anchored(regex) => regex.memory_usage(),
+                .map(|r| {
+                    let regex = match &r.regex.confirm {
+                        Confirm::Window(regex) | Confirm::Anchored(regex) => regex.memory_usage(),
+                    };
+                    regex + r.regex.head.as_ref().map_or(0, Head::memory_usage)
                 })
                 .sum::<usize>()
     }
@@ -644,7 +656,14 @@ impl Scanner {
                             if p >= we {
                                 break;
                             }
-                            if p < cursor || !leads_at(&rule.regex.lead, data, p, we) {
+                            if p < cursor
+                                || !leads_at(&rule.regex.lead, data, p, we)
+                                || rule
+                                    .regex
+                                    .head
+                                    .as_ref()
+                                    .is_some_and(|h| !h.passes(data, p, we))
+                            {
                                 continue;
                             }
                             if let Some((end, secret)) =

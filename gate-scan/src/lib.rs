@@ -20,6 +20,7 @@ mod error;
 mod finding;
 mod known_values;
 mod lanes;
+mod precheck;
 mod rules;
 mod stream;
 

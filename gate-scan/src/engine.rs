@@ -14,7 +14,6 @@ use regex_syntax::hir::{Hir, HirKind};
 
 use crate::anchor::{ByteSet, factor, holds, keyword_led, lead};
 use crate::lanes::Prefilter;
-use crate::precheck::Head;
 
 use crate::entropy::shannon_entropy;
 use crate::error::ScanError;
@@ -65,9 +64,6 @@ pub(crate) struct CompiledRegex {
     /// Anchored confirmation: the bytes every match holds at its first positions (checked
     /// before the search; empty when not anchored).
     lead: Vec<ByteSet>,
-    /// Anchored confirmation: the regex's head as a small DFA, walked after the lead and
-    /// before the search ([`Head`]).
-    head: Option<Head>,
 }
 
 /// How a rule's regex is confirmed in the windows its keyword hits open.
@@ -159,10 +155,6 @@ pub(crate) fn compile_regex(
         _ => Vec::new(),
     };
     let hir = if optimized { factor(&hir) } else { hir };
-    let head = match keywords {
-        Some(k) if anchored => Head::new(&hir, k),
-        _ => None,
-    };
     let regex = Regex::builder()
         .configure(
             meta::Config::new()
@@ -185,7 +177,6 @@ pub(crate) fn compile_regex(
         group,
         reach,
         lead,
-        head,
     })
 }
 
@@ -508,11 +499,8 @@ impl Scanner {
                 .inner
                 .rules
                 .iter()
-                .map(|r| {
-                    let regex = match &r.regex.confirm {
-                        Confirm::Window(regex) | Confirm::Anchored(regex) => regex.memory_usage(),
-                    };
-                    regex + r.regex.head.as_ref().map_or(0, Head::memory_usage)
+                .map(|r| match &r.regex.confirm {
+                    Confirm::Window(regex) | Confirm::Anchored(regex) => regex.memory_usage(),
                 })
                 .sum::<usize>()
     }
@@ -656,14 +644,7 @@ impl Scanner {
                             if p >= we {
                                 break;
                             }
-                            if p < cursor
-                                || !leads_at(&rule.regex.lead, data, p, we)
-                                || rule
-                                    .regex
-                                    .head
-                                    .as_ref()
-                                    .is_some_and(|h| !h.passes(data, p, we))
-                            {
+                            if p < cursor || !leads_at(&rule.regex.lead, data, p, we) {
                                 continue;
                             }
                             if let Some((end, secret)) =

@@ -20,7 +20,6 @@ mod error;
 mod finding;
 mod known_values;
 mod lanes;
-mod precheck;
 mod rules;
 mod stream;
 

@@ -99,8 +99,9 @@ impl<'a, const S: usize> ByRow<'a, S> {
         let mut rows = [t; 256];
         for (row, &c) in rows.iter_mut().zip(classes) {
             let c = usize::from(c);
-            // Never `t` but for class 0: the padding makes every class's row whole
-            // (`hits_sized` checks the length).
+            // The fallback is never taken: a class is below 256, and `hits_sized` checks that
+            // the padding is there, so every class's row is whole.
+            debug_assert!(c + S <= trans.len());
             *row = trans
                 .get(c..c + S)
                 .and_then(|r| <&[u32; S]>::try_from(r).ok())
@@ -525,9 +526,9 @@ mod tests {
             smallest + 1,
             smallest + 7,
             1000,
+            4099,
             ROWS_MIN - 1,
             ROWS_MIN,
-            4099,
             LANE_MIN - 1,
             LANE_MIN,
             LANE_MIN + 3,

@@ -3,7 +3,7 @@
 //! `basic ` before a regex that allows a tab after `basic` was one). Checked exhaustively on
 //! automata: the rule's regex as an anchored DFA walked in step with a keyword automaton,
 //! breadth first over every byte, looking for a match state reached before any keyword.
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use aho_corasick::automaton::Automaton as _;
 use regex_automata::dfa::{Automaton as _, StartKind, dense};
@@ -17,6 +17,26 @@ use gate_scan::{Rule, RuleSet};
 const DFA_LIMIT: usize = 16 << 20;
 /// Most state pairs one rule's search visits before it is given up (and counted).
 const PAIR_LIMIT: usize = 2_000_000;
+
+/// A regex DFA state and a keyword automaton state, walked together.
+type Pair = (StateID, aho_corasick::automaton::StateID);
+
+/// A pair the search reached, and the node and byte it was first reached from.
+struct Node {
+    pair: Pair,
+    from: Option<(usize, u8)>,
+}
+
+/// The bytes that lead from a start to node `at`.
+fn path(nodes: &[Node], mut at: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while let Some((from, b)) = nodes[at].from {
+        bytes.push(b);
+        at = from;
+    }
+    bytes.reverse();
+    bytes
+}
 
 enum Outcome {
     Covered,
@@ -61,11 +81,11 @@ fn check(rule: &Rule) -> Outcome {
     let k0 = keywords
         .start_state(aho_corasick::Anchored::No)
         .expect("unanchored start");
-    // A match may start after any byte: one start state per kind of byte before it.
-    let mut queue: VecDeque<(StateID, aho_corasick::automaton::StateID)> = VecDeque::new();
-    let mut parent: HashMap<(StateID, aho_corasick::automaton::StateID), Option<(usize, u8)>> =
-        HashMap::new();
-    let mut order: Vec<(StateID, aho_corasick::automaton::StateID)> = Vec::new();
+    // A match may start after any byte: one start state per kind of byte before it. Every
+    // pair reached is a node, with the node and byte it was reached from; the queue holds
+    // node indices.
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut seen: HashSet<Pair> = HashSet::new();
     for behind in [None, Some(b'\n'), Some(b' '), Some(b'a')] {
         let config = start::Config::new()
             .anchored(regex_automata::Anchored::Yes)
@@ -73,33 +93,22 @@ fn check(rule: &Rule) -> Outcome {
         let Ok(a0) = dfa.start_state(&config) else {
             continue;
         };
-        if parent.insert((a0, k0), None).is_none() {
-            queue.push_back((a0, k0));
-            order.push((a0, k0));
+        if seen.insert((a0, k0)) {
+            nodes.push(Node {
+                pair: (a0, k0),
+                from: None,
+            });
         }
     }
-    let path = |parent: &HashMap<_, Option<(usize, u8)>>,
-                order: &[(StateID, aho_corasick::automaton::StateID)],
-                mut at: usize,
-                last: Option<u8>| {
-        let mut bytes: Vec<u8> = last.into_iter().collect();
-        while let Some(&Some((from, b))) = parent.get(&order[at]) {
-            bytes.push(b);
-            at = from;
-        }
-        bytes.reverse();
-        bytes
-    };
-    let mut index: HashMap<(StateID, aho_corasick::automaton::StateID), usize> =
-        order.iter().enumerate().map(|(i, &p)| (p, i)).collect();
-    while let Some((a, k)) = queue.pop_front() {
-        if order.len() > PAIR_LIMIT {
+    let mut queue: VecDeque<usize> = (0..nodes.len()).collect();
+    while let Some(at) = queue.pop_front() {
+        if nodes.len() > PAIR_LIMIT {
             return Outcome::TooLarge;
         }
-        let at = index[&(a, k)];
+        let (a, k) = nodes[at].pair;
         // The end of the input right here: a match without a keyword?
         if dfa.is_match_state(dfa.next_eoi_state(a)) {
-            return Outcome::Uncovered(path(&parent, &order, at, None));
+            return Outcome::Uncovered(path(&nodes, at));
         }
         for b in 0..=255u8 {
             let a2 = dfa.next_state(a, b);
@@ -109,20 +118,17 @@ fn check(rule: &Rule) -> Outcome {
             // Match states come one byte late: the match ended before `b`, with no keyword
             // seen (pairs with one are never queued).
             if dfa.is_match_state(a2) {
-                let mut s = path(&parent, &order, at, None);
-                s.push(b);
-                return Outcome::Uncovered(s);
+                return Outcome::Uncovered(path(&nodes, at));
             }
             let k2 = keywords.next_state(aho_corasick::Anchored::No, k, b);
-            if keywords.is_match(k2) {
+            if keywords.is_match(k2) || !seen.insert((a2, k2)) {
                 continue;
             }
-            if let std::collections::hash_map::Entry::Vacant(e) = parent.entry((a2, k2)) {
-                e.insert(Some((at, b)));
-                index.insert((a2, k2), order.len());
-                order.push((a2, k2));
-                queue.push_back((a2, k2));
-            }
+            nodes.push(Node {
+                pair: (a2, k2),
+                from: Some((at, b)),
+            });
+            queue.push_back(nodes.len() - 1);
         }
     }
     Outcome::Covered

@@ -76,7 +76,7 @@ pub(crate) enum Confirm {
     Anchored(Regex),
 }
 
-fn parse(pattern: &str) -> Result<Hir, String> {
+pub(crate) fn parse(pattern: &str) -> Result<Hir, String> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)

@@ -13,6 +13,7 @@
 
 mod anchor;
 mod cache;
+mod coverage;
 mod encode;
 mod engine;
 mod entropy;
@@ -27,10 +28,11 @@ mod stream;
 mod differential;
 
 pub use cache::{CacheStats, ScanCache};
+pub use coverage::{Coverage, keyword_coverage};
 pub use engine::{ScanConfig, Scanner};
 pub use entropy::shannon_entropy;
 pub use error::ScanError;
 pub use finding::{Confidence, Finding, Source, mask};
 pub use known_values::KnownValues;
-pub use rules::{ExampleFailure, Rule, RuleSet};
+pub use rules::{ExampleFailure, KeywordGap, Rule, RuleSet};
 pub use stream::StreamScanner;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::coverage::{Coverage, keyword_coverage};
 use crate::engine::{ScanConfig, Scanner, check_pattern};
 use crate::error::ScanError;
 use crate::finding::Confidence;
@@ -105,6 +106,37 @@ impl std::fmt::Display for ExampleFailure {
                 self.rule_id,
                 self.index + 1
             )
+        }
+    }
+}
+
+/// A rule whose keywords may miss some of its matches, from [`RuleSet::check_keywords`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeywordGap {
+    pub rule_id: String,
+    pub file: String,
+    pub line: usize,
+    /// The shortest string the rule matches that holds none of its keywords; `None` when the
+    /// regex was too large to decide.
+    pub example: Option<Vec<u8>>,
+}
+
+impl std::fmt::Display for KeywordGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: rule {}: ", self.file, self.line, self.rule_id)?;
+        match &self.example {
+            // The example is the automaton's shortest string (zeros and the like), not a
+            // secret anyone holds.
+            Some(example) => write!(
+                f,
+                "matches \"{}\", which holds none of its keywords: gate confirms a rule only \
+                 near its keywords, so a secret like it is never found",
+                example.escape_ascii()
+            ),
+            None => write!(
+                f,
+                "note: its regex is too large to check that every match holds a keyword"
+            ),
         }
     }
 }
@@ -538,6 +570,28 @@ impl RuleSet {
             }
         }
         Ok(failures)
+    }
+
+    /// Checks that every match of every rule holds one of its keywords (or of those derived
+    /// from its pattern), exactly, on automata ([`crate::coverage`]); returns the rules for
+    /// which that fails or cannot be decided.
+    pub fn check_keywords(&self) -> Vec<KeywordGap> {
+        self.rules
+            .iter()
+            .filter_map(|rule| {
+                let example = match keyword_coverage(rule) {
+                    Coverage::Covered | Coverage::Everywhere => return None,
+                    Coverage::Gap(example) => Some(example),
+                    Coverage::Unchecked => None,
+                };
+                Some(KeywordGap {
+                    rule_id: rule.id.clone(),
+                    file: rule.file.to_string(),
+                    line: rule.line,
+                    example,
+                })
+            })
+            .collect()
     }
 }
 

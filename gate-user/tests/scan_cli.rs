@@ -298,6 +298,23 @@ fn rules_list_and_check() {
         stdout(&o)
     );
 
+    // Keywords that leave out a form the regex allows: the examples pass, the check does not.
+    std::fs::write(
+        dir.path().join("gap.yaml"),
+        "rules:\n  - id: acme-key\n    service: Acme\n    keywords: [acme_]\n    pattern: 'acm[et]_[a-z0-9]{24}'\n    examples: ['k = acme_0123456789abcdefghijklmn']\n    negative: ['acme_short']\n",
+    )
+    .unwrap();
+    let o = run(gate(dir.path()).args(["rules", "check", "gap.yaml"]), None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(
+            "gap.yaml:2: rule acme-key: matches \"acmt_000000000000000000000000\", which holds none of its keywords"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("1 failure(s)"), "{}", stdout(&o));
+
     std::fs::write(
         dir.path().join("broken.yaml"),
         "rules:\n  - id: acme-key\n    service: Acme\n    pattern: 'acme_[a-z'\n",

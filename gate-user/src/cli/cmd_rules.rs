@@ -1,5 +1,5 @@
-//! `gate rules`: list the detection rules in force, or validate a rule file and run the examples
-//! its rules carry.
+//! `gate rules`: list the detection rules in force, or validate a rule file: run the examples
+//! its rules carry and check that their keywords cover every match.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,7 +19,8 @@ pub struct Args {
 pub enum RulesCommand {
     /// List the rules in force: built-in plus configured and given rule files.
     List(ListArgs),
-    /// Validate rule files (or the built-in catalog when none is given) and run their examples.
+    /// Validate rule files (or the built-in catalog when none is given), run their examples and
+    /// check that every match of each rule holds one of its keywords.
     Check(CheckArgs),
 }
 
@@ -129,6 +130,16 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 without.join(", ")
             );
         }
+        // A rule whose keywords miss some of its matches loads and runs its examples fine,
+        // and still never finds the secrets its keywords leave out.
+        let keyword_checks = set.check_keywords();
+        for g in &keyword_checks {
+            println!("{g}");
+        }
+        let gaps = keyword_checks
+            .iter()
+            .filter(|g| g.example.is_some())
+            .count();
         let examples: usize = set
             .iter()
             .map(|r| r.examples.len() + r.negative.len())
@@ -137,9 +148,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             "{name}: {} rules, {} examples, {} failure(s)",
             set.len(),
             examples,
-            failures.len()
+            failures.len() + gaps
         );
-        failed |= !failures.is_empty();
+        failed |= !failures.is_empty() || gaps > 0;
     }
     Ok(if failed {
         ExitCode::from(super::cmd_scan::EXIT_FOUND)

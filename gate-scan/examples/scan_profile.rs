@@ -1,8 +1,11 @@
-//! Scans one generated benchmark input a few times (printing the fastest scan's speed) with the benchmark's scanner, for
-//! instruction-count profiling (`valgrind --tool=callgrind`), where criterion's many iterations
-//! and wall-clock timing get in the way. Usage: `scan_profile anthropic-1MiB|openai-1MiB|adversarial-1MiB [RUNS]`.
+//! Scans one generated benchmark input a few times with the benchmark's scanner, printing the
+//! fastest, median and 90th-percentile scan, for instruction-count profiling (`valgrind
+//! --tool=callgrind`), where criterion's many iterations and wall-clock timing get in the way.
+//! Usage: `scan_profile anthropic-1MiB|openai-1MiB|adversarial-1MiB [RUNS]`.
 //! `pieces-N`: the Anthropic 1 MiB body scanned N bytes at a time (one scan per piece), as the
 //! proxy scans the seams around block cuts and the decoded runs of a body.
+//! `SCAN_PROFILE_DUMP=1`: every scan's time in microseconds on stderr, in order (this VM's
+//! speed changes in phases of seconds; the order shows them).
 use gate_scan::{KnownValues, ScanConfig, Scanner};
 
 #[path = "../benches/corpus.rs"]

@@ -186,6 +186,25 @@ fn custom_signatures_file_adds_rules_and_bad_ones_are_rejected() {
         "{}",
         stdout(&o)
     );
+    assert!(!stderr(&o).contains("keywords"), "{}", stderr(&o));
+
+    // Keywords that miss a form the regex allows: the scan runs, and says so.
+    std::fs::write(
+        dir.path().join("gap.yaml"),
+        "rules:\n  - id: acme-key\n    service: Acme\n    keywords: [acme_]\n    pattern: 'acm[et]_[a-z0-9]{24}'\n",
+    )
+    .unwrap();
+    let o = run(
+        gate(dir.path()).args(["scan", "--signatures", "gap.yaml", "-"]),
+        Some(b"nothing here"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rule acme-key: matches \"acmt_000000000000000000000000\"")
+            && stderr(&o).contains("gate rules check gap.yaml"),
+        "{}",
+        stderr(&o)
+    );
 
     std::fs::write(
         dir.path().join("bad.yaml"),

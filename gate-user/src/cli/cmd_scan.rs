@@ -49,6 +49,7 @@ pub fn load_rules(files: &[PathBuf]) -> anyhow::Result<RuleSet> {
     let mut rules = RuleSet::builtin().context("built-in rules")?;
     for f in files {
         let extra = RuleSet::from_file(f)?;
+        crate::guard::warn_keyword_gaps(&extra);
         rules.extend(extra)?;
     }
     Ok(rules)

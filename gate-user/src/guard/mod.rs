@@ -35,6 +35,19 @@ pub enum GuardError {
     Key(#[from] crate::redact::RedactError),
 }
 
+/// Logs a warning for every custom rule whose keywords miss some of its matches (the scanner
+/// confirms a rule only near its keywords, so those secrets would pass unseen).
+pub fn warn_keyword_gaps(rules: &RuleSet) {
+    for gap in rules.check_keywords() {
+        if gap.example.is_some() {
+            tracing::warn!(
+                "{gap}; `gate rules check {}` lists every such rule",
+                gap.file
+            );
+        }
+    }
+}
+
 /// The guard for these settings: built-in rules plus `scan.signatures`, known values from the
 /// environment and the configured secret files, the per-install redaction key from `data_dir`.
 pub fn from_settings(
@@ -43,9 +56,20 @@ pub fn from_settings(
     data_dir: &Path,
 ) -> Result<Guard, GuardError> {
     let mut rules = RuleSet::builtin()?;
+    let mut custom = RuleSet::empty();
     for f in &settings.signatures {
-        rules.extend(RuleSet::from_file(f)?)?;
+        custom.extend(RuleSet::from_file(f)?)?;
     }
+    if !custom.is_empty() {
+        // Advisory, and up to milliseconds a rule: off the start-up path, logged where the
+        // caller's logs go.
+        let check = custom.clone();
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || warn_keyword_gaps(&check));
+        });
+    }
+    rules.extend(custom)?;
     let mut known = if settings.scan_env {
         KnownValues::from_env()
     } else {
@@ -818,6 +842,62 @@ impl BodyInspector for RestoreBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Log lines written by the guard under test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_custom_rule_whose_keywords_miss_matches_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.yaml");
+        std::fs::write(
+            &rules,
+            "rules:\n  - id: acme-key\n    service: Acme\n    keywords: [acme_]\n    pattern: 'acm[et]_[a-z0-9]{24}'\n",
+        )
+        .unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("[scan]\nsignatures = [{:?}]\n", rules.display().to_string()),
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&config), &crate::config::Overrides::default()).unwrap();
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let audit = Arc::new(AuditLog::open(&dir.path().join("audit"), "test").unwrap());
+            from_settings(&settings, audit, &dir.path().join("data")).unwrap();
+        });
+        // The check runs on its own thread; wait for its line (bounded).
+        let mut log = String::new();
+        for _ in 0..200 {
+            log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+            if log.contains("acme-key") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        assert!(
+            log.contains("rule acme-key: matches \"acmt_000000000000000000000000\"")
+                && log.contains("gate rules check"),
+            "{log}"
+        );
+    }
 
     fn guard(dir: &Path) -> Guard {
         testing::guard(Mode::Redact, AuditLog::open(dir, "test").unwrap())

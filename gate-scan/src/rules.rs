@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::coverage::{Coverage, keyword_coverage};
-use crate::engine::{ScanConfig, Scanner, check_pattern};
+use crate::engine::{ScanConfig, Scanner, check_pattern, derive_keywords};
 use crate::error::ScanError;
 use crate::finding::Confidence;
 
@@ -119,6 +119,9 @@ pub struct KeywordGap {
     /// The shortest string the rule matches that holds none of its keywords; `None` when the
     /// regex was too large to decide.
     pub example: Option<Vec<u8>>,
+    /// Keywords taken from the pattern's literal prefixes or suffixes that do cover every
+    /// match, when there are such (the fix to suggest).
+    pub suggested: Vec<String>,
 }
 
 impl std::fmt::Display for KeywordGap {
@@ -132,12 +135,23 @@ impl std::fmt::Display for KeywordGap {
                 "matches \"{}\", which holds none of its keywords: gate confirms a rule only \
                  near its keywords, so a secret like it is never found",
                 example.escape_ascii()
-            ),
-            None => write!(
-                f,
-                "note: its regex is too large to check that every match holds a keyword"
-            ),
+            )?,
+            None => {
+                return write!(
+                    f,
+                    "note: its regex is too large to check that every match holds a keyword"
+                );
+            }
         }
+        if !self.suggested.is_empty() {
+            let list: Vec<String> = self.suggested.iter().map(|k| format!("{k:?}")).collect();
+            write!(
+                f,
+                "; keywords [{}], taken from the pattern, cover every match",
+                list.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -584,11 +598,24 @@ impl RuleSet {
                     Coverage::Gap(example) => Some(example),
                     Coverage::Unchecked => None,
                 };
+                // The keywords the scanner would derive if the rule declared none: the fix,
+                // when they cover every match.
+                let mut bare = rule.clone();
+                bare.keywords.clear();
+                let suggested = if example.is_some()
+                    && !rule.keywords.is_empty()
+                    && keyword_coverage(&bare) == Coverage::Covered
+                {
+                    derive_keywords(&rule.pattern)
+                } else {
+                    Vec::new()
+                };
                 Some(KeywordGap {
                     rule_id: rule.id.clone(),
                     file: rule.file.to_string(),
                     line: rule.line,
                     example,
+                    suggested,
                 })
             })
             .collect()
@@ -598,6 +625,32 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyword_gaps_name_the_rule_a_string_and_the_fix() {
+        let text = "rules:\n  - id: acme-key\n    service: Acme\n    keywords: [acme_]\n    pattern: 'acm[et]_[a-z0-9]{24}'\n  - id: acme-hex\n    service: Acme\n    keywords: [acme]\n    pattern: '[a-f0-9]{40}'\n  - id: acme-ok\n    service: Acme\n    keywords: [acme_]\n    pattern: 'acme_[a-z0-9]{24}'\n";
+        let gaps = RuleSet::from_yaml(text, "acme.yaml")
+            .unwrap()
+            .check_keywords();
+        assert_eq!(gaps.len(), 2, "{gaps:?}");
+        assert_eq!((gaps[0].rule_id.as_str(), gaps[0].line), ("acme-key", 2));
+        assert_eq!(
+            gaps[0].example.as_deref(),
+            Some(&b"acmt_000000000000000000000000"[..])
+        );
+        assert_eq!(gaps[0].suggested, vec!["acme_", "acmt_"]);
+        assert!(gaps[0].to_string().ends_with(
+            "; keywords [\"acme_\", \"acmt_\"], taken from the pattern, cover every match"
+        ));
+        // No literal to take from `[a-f0-9]{40}`: no fix to suggest.
+        assert_eq!(gaps[1].rule_id, "acme-hex");
+        assert!(gaps[1].suggested.is_empty());
+        assert!(
+            gaps[1]
+                .to_string()
+                .ends_with("so a secret like it is never found")
+        );
+    }
 
     #[test]
     fn slugify_makes_ids() {

@@ -8,9 +8,12 @@ use std::collections::{HashSet, VecDeque};
 
 use aho_corasick::automaton::Automaton as _;
 use regex_automata::dfa::{Automaton as _, StartKind, dense};
+use regex_automata::meta;
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
+
+use regex_syntax::hir::{Hir, HirKind, Look, Repetition};
 
 use crate::engine::{derive_keywords, parse};
 use crate::rules::Rule;
@@ -58,6 +61,10 @@ fn path(nodes: &[Node], mut at: usize) -> Vec<u8> {
 /// Decides whether every match of `rule`'s regex holds one of the keywords the prefilter
 /// would use for it. A pattern that does not compile is [`Coverage::Unchecked`] (loading the
 /// rule reports that error).
+///
+/// A regex whose DFA is too large (counted repetitions such as `[\w.-]{0,50}` multiply its
+/// states) is decided on a larger language: every bounded repetition made unbounded. Covered
+/// there means covered here; a gap found there counts only if the original regex matches it.
 pub fn keyword_coverage(rule: &Rule) -> Coverage {
     let (keywords, case_sensitive) = if rule.keywords.is_empty() {
         (derive_keywords(&rule.pattern), false)
@@ -70,13 +77,57 @@ pub fn keyword_coverage(rule: &Rule) -> Coverage {
     let Ok(hir) = parse(&rule.pattern) else {
         return Coverage::Unchecked;
     };
+    match decide(&hir, &keywords, case_sensitive) {
+        Coverage::Unchecked => {}
+        decided => return decided,
+    }
+    match decide(&unbounded(&hir), &keywords, case_sensitive) {
+        Coverage::Gap(example) if whole_match(&hir, &example) => Coverage::Gap(example),
+        Coverage::Covered => Coverage::Covered,
+        _ => Coverage::Unchecked,
+    }
+}
+
+/// `hir` with every repetition of more than one optional copy made unbounded (`{0,50}` becomes
+/// `*`, `{10,150}` becomes `{10,}`): a language that holds `hir`'s, with far smaller DFAs.
+fn unbounded(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Repetition(rep) => Hir::repetition(Repetition {
+            min: rep.min,
+            max: rep.max.filter(|&max| max <= rep.min + 1),
+            greedy: rep.greedy,
+            sub: Box::new(unbounded(&rep.sub)),
+        }),
+        HirKind::Capture(cap) => unbounded(&cap.sub),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(unbounded).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(unbounded).collect()),
+        _ => hir.clone(),
+    }
+}
+
+/// Whether `hir` matches all of `bytes`.
+fn whole_match(hir: &Hir, bytes: &[u8]) -> bool {
+    let whole = Hir::concat(vec![
+        Hir::look(Look::Start),
+        hir.clone(),
+        Hir::look(Look::End),
+    ]);
+    meta::Regex::builder()
+        .configure(meta::Config::new().utf8_empty(false))
+        .build_from_hir(&whole)
+        .is_ok_and(|re| re.is_match(regex_automata::Input::new(bytes)))
+}
+
+/// The walk itself, on one regex: [`Coverage::Unchecked`] when its DFA or the search exceeds a
+/// limit.
+fn decide(hir: &Hir, keywords: &[String], case_sensitive: bool) -> Coverage {
     let Ok(nfa) = thompson::Compiler::new()
         .configure(
             thompson::Config::new()
                 .utf8(false)
                 .which_captures(WhichCaptures::None),
         )
-        .build_from_hir(&hir)
+        .build_from_hir(hir)
     else {
         return Coverage::Unchecked;
     };
@@ -94,7 +145,7 @@ pub fn keyword_coverage(rule: &Rule) -> Coverage {
     let Ok(kw) = aho_corasick::dfa::DFA::builder()
         .ascii_case_insensitive(!case_sensitive)
         .match_kind(aho_corasick::MatchKind::Standard)
-        .build(&keywords)
+        .build(keywords)
     else {
         return Coverage::Unchecked;
     };
@@ -214,6 +265,51 @@ mod tests {
             keyword_coverage(&rule(&["acme"], r"[a-f0-9]{8}")),
             Coverage::Gap(b"00000000".to_vec())
         );
+    }
+
+    /// gitleaks' generic API key rule, whose exact DFA exceeds the limit.
+    const GENERIC: &str = r#"(?i)[\w.-]{0,50}?(?:access|auth|(?-i:[Aa]pi|API)|credential|creds|key|passw(?:or)?d|secret|token)(?:[ \t\w.-]{0,20})[\s'"]{0,3}(?:=|>|:{1,3}=|\|\||:|=>|\?=|,)[\x60'"\s=]{0,5}([\w.=-]{10,150}|[a-z0-9][a-z0-9+/]{11,}={0,3})(?:[\x60'"\s;]|\\[nr]|$)"#;
+
+    #[test]
+    fn a_regex_too_large_for_its_dfa_is_decided_with_its_repetitions_unbounded() {
+        let keywords = [
+            "access",
+            "api",
+            "auth",
+            "key",
+            "credential",
+            "creds",
+            "passwd",
+            "password",
+            "secret",
+            "token",
+        ];
+        let mut r = rule(&keywords, "x");
+        r.pattern = GENERIC.into();
+        let hir = parse(GENERIC).unwrap();
+        let kws: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
+        assert_eq!(decide(&hir, &kws, false), Coverage::Unchecked);
+        assert_eq!(keyword_coverage(&r), Coverage::Covered);
+        // Without `creds`, the gap found on the larger language is one the rule matches.
+        r.keywords.retain(|k| k != "creds");
+        let Coverage::Gap(example) = keyword_coverage(&r) else {
+            panic!("no gap found")
+        };
+        assert!(whole_match(&hir, &example));
+        assert!(
+            String::from_utf8_lossy(&example)
+                .to_ascii_lowercase()
+                .contains("creds")
+        );
+    }
+
+    #[test]
+    fn a_gap_counts_only_if_the_original_regex_matches_all_of_it() {
+        // `ab{2,3}` made unbounded also matches `abbbb`; the original does not.
+        let hir = parse("ab{2,3}").unwrap();
+        assert!(whole_match(&hir, b"abbb"));
+        assert!(!whole_match(&hir, b"abbbb"));
+        assert!(!whole_match(&hir, b"xabbb"));
     }
 
     #[test]

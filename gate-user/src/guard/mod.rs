@@ -61,8 +61,8 @@ pub fn from_settings(
         custom.extend(RuleSet::from_file(f)?)?;
     }
     if !custom.is_empty() {
-        // Advisory, and up to milliseconds a rule: off the start-up path, logged where the
-        // caller's logs go.
+        // Advisory, and milliseconds a rule (more for a large regex): off the start-up path,
+        // logged where the caller's logs go.
         let check = custom.clone();
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         std::thread::spawn(move || {

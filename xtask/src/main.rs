@@ -191,6 +191,15 @@ fn test(root: &Path, quick: bool, rest: &[String]) -> anyhow::Result<()> {
                 "warnings",
             ]))?;
         }
+        // The declared rust-version must build the workspace (the kernel programs build with
+        // nightly and are left out).
+        let msrv = setup::msrv_toolchain(root)?;
+        sh(Command::new("rustup")
+            .current_dir(root)
+            .env("AYA_BUILD_SKIP", "1")
+            .env("CARGO_TARGET_DIR", root.join("target/msrv"))
+            .args(["run", &msrv, "cargo", "check", "--workspace"])
+            .args(["--exclude", "gate-ebpf", "--all-targets"]))?;
     }
     // The end-to-end tests drive the built binary.
     sh(cargo()

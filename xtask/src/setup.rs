@@ -190,6 +190,33 @@ pub fn cross_targets() -> anyhow::Result<()> {
         .args(&missing))
 }
 
+/// The `rust-version` the workspace declares, with that toolchain installed (minimal profile)
+/// when missing, so CI can check that the declaration holds.
+pub fn msrv_toolchain(root: &std::path::Path) -> anyhow::Result<String> {
+    let manifest =
+        std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
+    let version = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = \""))
+        .and_then(|r| r.strip_suffix('"'))
+        .context("Cargo.toml declares no rust-version")?
+        .to_string();
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains
+        .lines()
+        .any(|l| l.starts_with(&format!("{version}-")))
+    {
+        sh(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &version,
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    Ok(version)
+}
+
 /// C compiler settings so ring's build script can run while clippy checks `target`: mingw for
 /// Windows; for macOS, clang with stub headers (no Apple SDK here). Only type-checking happens:
 /// nothing built this way is linked or run.

@@ -157,10 +157,11 @@ impl AuditLog {
             if st.dirty {
                 cut_back(&mut st)?;
             }
-            if let Some(limit) = self.opts.rotate_bytes {
-                if st.len > 0 && st.len + line.len() as u64 + PREV_SUFFIX_LEN > limit {
-                    self.rotate(&mut st)?;
-                }
+            if let Some(limit) = self.opts.rotate_bytes
+                && st.len > 0
+                && st.len + line.len() as u64 + PREV_SUFFIX_LEN > limit
+            {
+                self.rotate(&mut st)?;
             }
             // `line` is `{...` with its closing brace removed; `prev` goes last.
             line.extend_from_slice(b",\"prev\":\"");

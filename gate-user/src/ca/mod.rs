@@ -313,10 +313,10 @@ impl Ca {
         let now = SystemTime::now();
         {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = cache.get(&host) {
-                if c.not_after > now + Duration::from_secs(24 * 3600) {
-                    return Ok(c.key.clone());
-                }
+            if let Some(c) = cache.get(&host)
+                && c.not_after > now + Duration::from_secs(24 * 3600)
+            {
+                return Ok(c.key.clone());
             }
         }
         let key = self.issue(&host, now)?;

@@ -84,13 +84,15 @@ pub fn run(global: &Global, args: &Args) -> anyhow::Result<ExitCode> {
     for f in &args.files {
         anyhow::ensure!(f.is_file(), "{}: no such audit file", f.display());
     }
-    if files.is_empty() && !args.follow && !global.quiet {
-        if let Some(d) = &dir {
-            eprintln!(
-                "gate: no audit files in {} (nothing recorded yet)",
-                d.display()
-            );
-        }
+    if files.is_empty()
+        && !args.follow
+        && !global.quiet
+        && let Some(d) = &dir
+    {
+        eprintln!(
+            "gate: no audit files in {} (nothing recorded yet)",
+            d.display()
+        );
     }
 
     if args.verify {
@@ -363,10 +365,10 @@ pub fn human(ev: &Event) -> String {
         }
         (None, None, None) => {}
     }
-    if ev.host.is_some() {
-        if let Some(a) = &ev.addr {
-            let _ = write!(s, " ({})", clean(a));
-        }
+    if ev.host.is_some()
+        && let Some(a) = &ev.addr
+    {
+        let _ = write!(s, " ({})", clean(a));
     }
     match (&ev.method, &ev.path) {
         (Some(m), Some(p)) => {

@@ -235,13 +235,13 @@ impl Spec {
                 },
             });
         }
-        if let Scope::Program(p) = &self.scope {
-            if p.is_empty() || p.contains(['"', '\n', '\r']) {
-                return Err(HardenError::Scope {
-                    tool,
-                    why: format!("`{p}` cannot be written into a rule"),
-                });
-            }
+        if let Scope::Program(p) = &self.scope
+            && (p.is_empty() || p.contains(['"', '\n', '\r']))
+        {
+            return Err(HardenError::Scope {
+                tool,
+                why: format!("`{p}` cannot be written into a rule"),
+            });
         }
         if self.domains.is_empty() && self.proxy_ports.is_empty() {
             return Err(HardenError::NoPorts);

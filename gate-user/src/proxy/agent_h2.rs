@@ -212,12 +212,10 @@ async fn send(
         }
     }
     let end = body.is_end_stream();
-    if !end {
-        if let Some(len) = body.size_hint().exact() {
-            head.headers
-                .entry(header::CONTENT_LENGTH)
-                .or_insert_with(|| HeaderValue::from(len));
-        }
+    if !end && let Some(len) = body.size_hint().exact() {
+        head.headers
+            .entry(header::CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(len));
     }
     let head = Response::from_parts(head, ());
     let mut tx = match respond.send_response(head, end) {

@@ -329,20 +329,20 @@ impl Proxy {
             Entry::Reverse => {
                 let pq = path_and_query(req.uri());
                 for (prefix, https, host, port) in REVERSE_ROUTES {
-                    if let Some(rest) = pq.strip_prefix(prefix) {
-                        if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') {
-                            let rest = if rest.starts_with('/') {
-                                rest.to_string()
-                            } else {
-                                format!("/{rest}")
-                            };
-                            return Ok(Target {
-                                https,
-                                host: host.to_string(),
-                                port,
-                                path_and_query: rest,
-                            });
-                        }
+                    if let Some(rest) = pq.strip_prefix(prefix)
+                        && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+                    {
+                        let rest = if rest.starts_with('/') {
+                            rest.to_string()
+                        } else {
+                            format!("/{rest}")
+                        };
+                        return Ok(Target {
+                            https,
+                            host: host.to_string(),
+                            port,
+                            path_and_query: rest,
+                        });
                     }
                 }
                 Err(ProxyError::BadRequest(format!(

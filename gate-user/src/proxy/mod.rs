@@ -247,15 +247,15 @@ impl Proxy {
                 }
                 Detected::Other => self.raw_tcp(io, t).await,
                 Detected::Tls { sni, .. } => {
-                    if let (Some(sni), Some(named)) = (&sni, &t.named) {
-                        if sni != named {
-                            let err = ProxyError::SniMismatch {
-                                sni: sni.clone(),
-                                connect: named.clone(),
-                            };
-                            self.refuse_conn(&t, named, &err);
-                            return;
-                        }
+                    if let (Some(sni), Some(named)) = (&sni, &t.named)
+                        && sni != named
+                    {
+                        let err = ProxyError::SniMismatch {
+                            sni: sni.clone(),
+                            connect: named.clone(),
+                        };
+                        self.refuse_conn(&t, named, &err);
+                        return;
                     }
                     let host = sni
                         .or_else(|| t.named.clone())

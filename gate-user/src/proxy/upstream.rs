@@ -191,10 +191,10 @@ pub fn classify(host: &str, err: &(dyn std::error::Error + 'static)) -> ProxyErr
             return tls_error(host, te);
         }
         if let Some(ioe) = e.downcast_ref::<io::Error>() {
-            if let Some(inner) = ioe.get_ref() {
-                if let Some(te) = inner.downcast_ref::<rustls::Error>() {
-                    return tls_error(host, te);
-                }
+            if let Some(inner) = ioe.get_ref()
+                && let Some(te) = inner.downcast_ref::<rustls::Error>()
+            {
+                return tls_error(host, te);
             }
             io_kind.get_or_insert(ioe.kind());
         }

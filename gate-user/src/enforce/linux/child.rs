@@ -93,13 +93,12 @@ pub fn confine(
                 return Err(std::io::Error::last_os_error());
             }
             drop_current_cap(CAP_NET_RAW)?;
-            if let Some((uid, gid, groups)) = &ids {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+            if let Some((uid, gid, groups)) = &ids
+                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
                     || libc::setgid(*gid) != 0
-                    || libc::setuid(*uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                    || libc::setuid(*uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());

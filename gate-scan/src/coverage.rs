@@ -3,7 +3,8 @@
 //! keyword `basic ` before a regex that allows a tab after `basic` was one). Decided exactly on
 //! automata: the regex as an anchored dense DFA walked in step with a DFA of the keywords,
 //! breadth first, until a match state is reached with no keyword seen (a gap, with the shortest
-//! such string) or every reachable pair is seen (covered).
+//! such string) or every reachable pair is seen (covered). A regex too large for that is
+//! decided, soundly, on a simpler language that holds its own.
 use std::collections::{HashSet, VecDeque};
 
 use aho_corasick::automaton::Automaton as _;
@@ -18,7 +19,8 @@ use regex_syntax::hir::{Hir, HirKind, Look, Repetition};
 use crate::engine::{derive_keywords, parse};
 use crate::rules::Rule;
 
-/// Largest DFA a rule's regex is determinized into for the check; larger ones are not checked.
+/// Largest DFA a rule's regex is determinized into for the check; a larger one is decided on
+/// a larger language (see [`keyword_coverage`]).
 const DFA_LIMIT: usize = 16 << 20;
 /// Most state pairs one rule's search visits before it gives up (bounds the time: each pair
 /// steps once per byte class).

@@ -76,14 +76,19 @@ pub fn keyword_coverage(rule: &Rule) -> Coverage {
     if keywords.is_empty() {
         return Coverage::Everywhere;
     }
-    let Ok(hir) = parse(&rule.pattern) else {
+    coverage_by(&rule.pattern, &keywords, case_sensitive)
+}
+
+/// [`keyword_coverage`] of `pattern` under `keywords` (not empty).
+pub(crate) fn coverage_by(pattern: &str, keywords: &[String], case_sensitive: bool) -> Coverage {
+    let Ok(hir) = parse(pattern) else {
         return Coverage::Unchecked;
     };
-    match decide(&hir, &keywords, case_sensitive) {
+    match decide(&hir, keywords, case_sensitive) {
         Coverage::Unchecked => {}
         decided => return decided,
     }
-    match decide(&unbounded(&hir), &keywords, case_sensitive) {
+    match decide(&unbounded(&hir), keywords, case_sensitive) {
         Coverage::Gap(example) if whole_match(&hir, &example) => Coverage::Gap(example),
         Coverage::Covered => Coverage::Covered,
         _ => Coverage::Unchecked,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::coverage::{Coverage, keyword_coverage};
+use crate::coverage::{Coverage, coverage_by, keyword_coverage};
 use crate::engine::{ScanConfig, Scanner, check_pattern, derive_keywords};
 use crate::error::ScanError;
 use crate::finding::Confidence;
@@ -600,16 +600,15 @@ impl RuleSet {
                 };
                 // The keywords the scanner would derive if the rule declared none: the fix,
                 // when they cover every match.
-                let mut bare = rule.clone();
-                bare.keywords.clear();
-                let suggested = if example.is_some()
-                    && !rule.keywords.is_empty()
-                    && keyword_coverage(&bare) == Coverage::Covered
-                {
-                    derive_keywords(&rule.pattern)
-                } else {
-                    Vec::new()
-                };
+                let mut suggested = Vec::new();
+                if example.is_some() && !rule.keywords.is_empty() {
+                    let derived = derive_keywords(&rule.pattern);
+                    if !derived.is_empty()
+                        && coverage_by(&rule.pattern, &derived, false) == Coverage::Covered
+                    {
+                        suggested = derived;
+                    }
+                }
                 Some(KeywordGap {
                     rule_id: rule.id.clone(),
                     file: rule.file.to_string(),

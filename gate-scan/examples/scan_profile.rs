@@ -4,6 +4,8 @@
 //! Usage: `scan_profile anthropic-1MiB|openai-1MiB|adversarial-1MiB [RUNS]`.
 //! `pieces-N`: the Anthropic 1 MiB body scanned N bytes at a time (one scan per piece), as the
 //! proxy scans the seams around block cuts and the decoded runs of a body.
+//! `file:PATH`: the bytes of a file (the bodies `bench_files` writes: the generated bodies
+//! quote gate-scan's own sources, so they change with them; two builds compare on one file).
 //! `SCAN_PROFILE_DUMP=1`: every scan's time in microseconds on stderr, in order (this VM's
 //! speed changes in phases of seconds; the order shows them).
 use gate_scan::{KnownValues, ScanConfig, Scanner};
@@ -28,7 +30,10 @@ fn main() {
                 piece = n;
                 corpus::llm_body(1 << 20, corpus::Flavor::Anthropic)
             }
-            None => panic!("unknown input {other}"),
+            None => match other.strip_prefix("file:") {
+                Some(path) => std::fs::read(path).expect("input file"),
+                None => panic!("unknown input {other}"),
+            },
         },
     };
     let mut config = ScanConfig::builtin().expect("rules");

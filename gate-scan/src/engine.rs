@@ -1,13 +1,14 @@
 //! The compiled database behind [`Scanner`]: an Aho-Corasick keyword prefilter picks the rules
 //! worth confirming and the byte windows around each keyword hit; the rule's regex (a lazy DFA
 //! over bytes, ASCII-only classes and word boundaries) then runs only inside those windows,
-//! anchored at the hits when every match of the regex begins with a keyword.
-use std::sync::Arc;
+//! anchored at the hits when every match of the regex begins with a keyword (a fully built
+//! DFA, walked by hand from the state after the keyword).
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::meta::{self, Regex};
 use regex_automata::nfa::thompson::WhichCaptures;
-use regex_automata::util::primitives::NonMaxUsize;
+use regex_automata::util::primitives::{NonMaxUsize, StateID};
 use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Hir, HirKind};
@@ -64,7 +65,15 @@ pub(crate) struct CompiledRegex {
     /// Anchored confirmation: the bytes every match holds at its first positions (checked
     /// before the search; empty when not anchored).
     lead: Vec<ByteSet>,
+    /// Anchored confirmation: the regex as a fully built DFA (no captures), made on the
+    /// rule's first attempt (most rules never get one) from `dense_from`; `None` when too large.
+    dense: OnceLock<Option<Dense>>,
+    /// What `dense` is made from: the (factored) regex and the rule's keywords, in the order
+    /// of [`Route::keyword`] (anchored rules only).
+    dense_from: Option<(Hir, Vec<String>)>,
 }
+
+type DenseDfa = regex_automata::dfa::dense::DFA<Vec<u32>>;
 
 /// How a rule's regex is confirmed in the windows its keyword hits open.
 pub(crate) enum Confirm {
@@ -177,7 +186,164 @@ pub(crate) fn compile_regex(
         group,
         reach,
         lead,
+        dense: OnceLock::new(),
+        dense_from: keywords.filter(|_| anchored).map(|k| (hir, k.to_vec())),
     })
+}
+
+impl CompiledRegex {
+    /// The fully built DFA of an anchored rule, made on first use; `None` when the rule is
+    /// not anchored or its DFA would be too large.
+    fn dense(&self) -> Option<&Dense> {
+        self.dense
+            .get_or_init(|| {
+                let (hir, keywords) = self.dense_from.as_ref()?;
+                Dense::new(hir, keywords)
+            })
+            .as_ref()
+    }
+}
+
+/// Largest fully built DFA an anchored rule gets (bytes); above, its attempts use the lazy DFA.
+const DENSE_LIMIT: usize = 512 * 1024;
+
+/// An anchored rule's regex as a fully built DFA (no captures): an attempt is a walk of its
+/// table, without the lazy DFA's cache, the meta regex's set-up or a start-state look-up, and
+/// it begins after the keyword that the hit already matched.
+pub(crate) struct Dense {
+    dfa: DenseDfa,
+    /// The anchored start states after a word byte, after any other byte, and at the input's
+    /// start (a regex whose start depends on a line terminator before it gets no [`Dense`]).
+    start: [StateID; 3],
+    /// Per keyword of the rule ([`Route::keyword`]): its length and the states after it from
+    /// each start (the dead state, when no match starts with it there), when the walk over it
+    /// is the same in any ASCII case and passes no match; an attempt at its hit then starts
+    /// there.
+    resume: Vec<Option<(usize, [StateID; 3])>>,
+}
+
+impl Dense {
+    /// `hir` as an anchored, leftmost-first DFA over bytes, or `None` when it would be larger
+    /// than [`DENSE_LIMIT`], cannot be built, or its start state depends on a line terminator
+    /// before the match. `keywords`: the rule's, for [`Dense::resume`].
+    fn new(hir: &Hir, keywords: &[String]) -> Option<Dense> {
+        use regex_automata::dfa::{Automaton, StartKind, dense};
+        use regex_automata::nfa::thompson;
+        use regex_automata::util::start;
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .utf8(false)
+                    .which_captures(WhichCaptures::None),
+            )
+            .build_from_hir(hir)
+            .ok()?;
+        let dfa = dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .start_kind(StartKind::Anchored)
+                    .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                    // Attempts are short: memchr's set-up would cost more than the steps it
+                    // saves, and the walk then meets only match and dead states among the
+                    // special ones.
+                    .accelerate(false)
+                    .dfa_size_limit(Some(DENSE_LIMIT))
+                    .determinize_size_limit(Some(4 * DENSE_LIMIT)),
+            )
+            .build_from_nfa(&nfa)
+            .ok()?;
+        let start_after = |byte: Option<u8>| {
+            dfa.start_state(
+                &start::Config::new()
+                    .anchored(Anchored::Yes)
+                    .look_behind(byte),
+            )
+            .ok()
+        };
+        // One byte of each kind the start state can depend on: a word byte, a non-word byte,
+        // none (the input's start), a line feed and a carriage return.
+        let start = [
+            start_after(Some(b'a'))?,
+            start_after(Some(b' '))?,
+            start_after(None)?,
+        ];
+        if [Some(b'\n'), Some(b'\r')]
+            .into_iter()
+            .any(|b| start_after(b) != Some(start[1]))
+        {
+            return None;
+        }
+        // A hit matched the keyword in some ASCII case. When, at each state on the way, a
+        // letter's two cases lead to the same state, every case leads to the same states. The
+        // walk may end in the dead state (no match can start there: the attempt ends at once),
+        // but not pass a match (one ending inside the keyword).
+        let resume = keywords
+            .iter()
+            .map(|k| {
+                let after = start.map(|s| {
+                    k.bytes().try_fold(s, |sid, b| {
+                        let next = dfa.next_state(sid, b.to_ascii_lowercase());
+                        let same = dfa.next_state(sid, b.to_ascii_uppercase()) == next;
+                        let plain = !dfa.is_special_state(next) || dfa.is_dead_state(next);
+                        (same && plain).then_some(next)
+                    })
+                });
+                Some((k.len(), [after[0]?, after[1]?, after[2]?]))
+            })
+            .collect();
+        Some(Dense { dfa, start, resume })
+    }
+
+    /// The end of the leftmost-first match that starts exactly at `at` and ends by `end`, as
+    /// the DFA's own forward search finds it (the byte after `end`, if any, decides a
+    /// look-ahead at the end). `keyword`: the rule's keyword the hit at `at` matched.
+    /// `Err` when the walk meets a state it does not handle.
+    fn match_end(
+        &self,
+        data: &[u8],
+        at: usize,
+        keyword: u32,
+        end: usize,
+    ) -> Result<Option<usize>, ()> {
+        use regex_automata::dfa::Automaton;
+        let dfa = &self.dfa;
+        let kind = match at.checked_sub(1).and_then(|i| data.get(i)) {
+            Some(&b) if b.is_ascii_alphanumeric() || b == b'_' => 0,
+            Some(_) => 1,
+            None => 2,
+        };
+        let resume = self.resume.get(keyword as usize).copied().flatten();
+        let (from, mut sid) = match resume {
+            Some((len, after)) if at + len <= end => (at + len, after[kind]),
+            _ => (at, self.start[kind]),
+        };
+        // The end of the last match seen (`NONE`: none yet), as a plain number so that the
+        // walk keeps one register for it.
+        const NONE: usize = usize::MAX;
+        let mut found = NONE;
+        let bytes = data.get(from..end).ok_or(())?;
+        for (at, &b) in (from..).zip(bytes) {
+            sid = dfa.next_state(sid, b);
+            if dfa.is_special_state(sid) {
+                if dfa.is_match_state(sid) {
+                    // Matches are reported one byte late: this one ended before this byte.
+                    found = at;
+                } else if dfa.is_dead_state(sid) {
+                    return Ok((found != NONE).then_some(found));
+                } else {
+                    return Err(());
+                }
+            }
+        }
+        sid = match data.get(end) {
+            Some(&b) => dfa.next_state(sid, b),
+            None => dfa.next_eoi_state(sid),
+        };
+        if dfa.is_match_state(sid) {
+            found = end;
+        }
+        Ok((found != NONE).then_some(found))
+    }
 }
 
 fn regex_error(text: &str) -> String {
@@ -258,6 +424,10 @@ struct Route {
     /// How far before a keyword hit the rule's window starts, and after it ends.
     reach_before: u32,
     reach: u32,
+    /// Which of the rule's keywords this is (its index among them).
+    keyword: u32,
+    /// Length of the prefilter pattern (the hit starts this far before its end).
+    len: u32,
 }
 
 /// [`Route::exact`] of a case-insensitive keyword.
@@ -268,8 +438,9 @@ struct Inner {
     /// One automaton for every keyword and every known-value form (ASCII case-insensitive,
     /// overlapping matches).
     prefilter: Option<Prefilter>,
-    /// What each prefilter pattern leads to: `routes[from..to]` for `route_ranges[pattern]`.
-    route_ranges: Vec<(u32, u32)>,
+    /// What a hit of each prefilter match state leads to: `routes[from..to]` for
+    /// `state_routes[state]` (the routes of every pattern the state matches, in turn).
+    state_routes: Vec<(u32, u32)>,
     routes: Vec<Route>,
     /// The exact bytes of case-sensitive keywords and known-value forms, one after another.
     exact: Vec<u8>,
@@ -403,9 +574,12 @@ impl Scanner {
                 exact: ANY_CASE,
                 reach_before: u32::try_from(reach_before).map_err(too_big)?,
                 reach: u32::try_from(regex.reach).map_err(too_big)?,
+                keyword: 0,
+                len: 0,
             };
-            for kw in kws {
-                add(kw.as_bytes(), route, exact)?;
+            for (i, kw) in kws.iter().enumerate() {
+                let keyword = u32::try_from(i).map_err(too_big)?;
+                add(kw.as_bytes(), Route { keyword, ..route }, exact)?;
             }
             rules.push(CompiledRule {
                 id: rule.id.as_str().into(),
@@ -432,21 +606,26 @@ impl Scanner {
                 exact: ANY_CASE,
                 reach_before: 0,
                 reach: 0,
+                keyword: 0,
+                len: 0,
             };
             add(&pattern, route, true)?;
-        }
-        let mut route_ranges = Vec::with_capacity(entries.len());
-        let mut routes = Vec::new();
-        for e in entries {
-            let from = u32::try_from(routes.len()).map_err(too_big)?;
-            routes.extend(e);
-            route_ranges.push((from, u32::try_from(routes.len()).map_err(too_big)?));
         }
         let prefilter = if patterns.is_empty() {
             None
         } else {
             Some(Prefilter::new(&patterns)?)
         };
+        let mut state_routes = Vec::new();
+        let mut routes = Vec::new();
+        for matches in prefilter.iter().flat_map(Prefilter::match_lists) {
+            let from = u32::try_from(routes.len()).map_err(too_big)?;
+            for &(pattern, len) in matches {
+                let to = entries.get(pattern as usize).map_or(&[][..], Vec::as_slice);
+                routes.extend(to.iter().map(|&r| Route { len, ..r }));
+            }
+            state_routes.push((from, u32::try_from(routes.len()).map_err(too_big)?));
+        }
         let horizon = rules
             .iter()
             .map(|r| r.regex.reach)
@@ -458,7 +637,7 @@ impl Scanner {
             inner: Arc::new(Inner {
                 rules,
                 prefilter,
-                route_ranges,
+                state_routes,
                 routes,
                 exact: exact_bytes,
                 always,
@@ -488,8 +667,9 @@ impl Scanner {
         self.inner.horizon
     }
 
-    /// Heap bytes held by the compiled automata (prefilter and regexes; lazy DFA caches grow
-    /// on use and are not counted).
+    /// Heap bytes held by the compiled automata (prefilter and regexes, and the fully built
+    /// DFAs of the anchored rules that have had an attempt; lazy DFA caches grow on use and
+    /// are not counted).
     pub fn memory_usage(&self) -> usize {
         self.inner
             .prefilter
@@ -499,8 +679,14 @@ impl Scanner {
                 .inner
                 .rules
                 .iter()
-                .map(|r| match &r.regex.confirm {
-                    Confirm::Window(regex) | Confirm::Anchored(regex) => regex.memory_usage(),
+                .map(|r| {
+                    let dense = r.regex.dense.get().and_then(Option::as_ref);
+                    dense.map_or(0, |d| d.dfa.memory_usage())
+                        + match &r.regex.confirm {
+                            Confirm::Window(regex) | Confirm::Anchored(regex) => {
+                                regex.memory_usage()
+                            }
+                        }
                 })
                 .sum::<usize>()
     }
@@ -521,30 +707,25 @@ impl Scanner {
         self.inner.fingerprint
     }
 
-    /// Takes the hit of prefilter pattern `pattern` (`len` bytes, ending at `end`) to every
-    /// rule and known value it stands for: known values become findings, rules record the
+    /// Takes a hit of prefilter match state `state`, ending at `end`, to every rule and known
+    /// value a pattern it matches stands for: known values become findings, rules record the
     /// hit (merged windows, and starts for anchored confirmation).
     #[inline(always)]
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the hit loop's state, kept in registers"
-    )]
     fn route_hit(
         &self,
         data: &[u8],
         end: usize,
-        pattern: u32,
-        len: u32,
+        state: u32,
         slot: &mut [u32],
         active: &mut Vec<Active>,
         out: &mut Vec<Finding>,
     ) {
         let inner = &*self.inner;
-        let start = end.saturating_sub(len as usize);
-        let Some(&(from, to)) = inner.route_ranges.get(pattern as usize) else {
+        let Some(&(from, to)) = inner.state_routes.get(state as usize) else {
             return;
         };
         for route in inner.routes.get(from as usize..to as usize).unwrap_or(&[]) {
+            let start = end.saturating_sub(route.len as usize);
             if route.exact != ANY_CASE {
                 let e = route.exact as usize;
                 if inner.exact.get(e) != data.get(start)
@@ -583,7 +764,7 @@ impl Scanner {
                 continue;
             };
             if route.kind == Kind::Anchored {
-                a.starts.push(start);
+                a.starts.push((start, route.keyword));
             }
             match a.windows.last_mut() {
                 Some(last) if ws <= last.1 => {
@@ -605,17 +786,7 @@ impl Scanner {
         if let Some(prefilter) = &inner.prefilter {
             for lane in prefilter.hits(data) {
                 for &hit in &lane {
-                    for &(pattern, len) in prefilter.matches(hit) {
-                        self.route_hit(
-                            data,
-                            hit.end,
-                            pattern,
-                            len,
-                            &mut slot,
-                            &mut active,
-                            &mut out,
-                        );
-                    }
+                    self.route_hit(data, hit.end, hit.state, &mut slot, &mut active, &mut out);
                 }
             }
         }
@@ -636,11 +807,13 @@ impl Scanner {
                 }
                 Confirm::Anchored(regex) => {
                     a.starts.sort_unstable();
-                    a.starts.dedup();
+                    // Any keyword that matched at a start will do.
+                    a.starts.dedup_by_key(|s| s.0);
+                    let dense = rule.regex.dense();
                     for &(ws, we) in &a.windows {
-                        let from = a.starts.partition_point(|&p| p < ws);
+                        let from = a.starts.partition_point(|&(p, _)| p < ws);
                         let mut cursor = ws;
-                        for &p in &a.starts[from..] {
+                        for &(p, keyword) in &a.starts[from..] {
                             if p >= we {
                                 break;
                             }
@@ -648,7 +821,7 @@ impl Scanner {
                                 continue;
                             }
                             if let Some((end, secret)) =
-                                match_at(regex, rule.regex.group, data, p, we)
+                                match_at(regex, dense, keyword, rule.regex.group, data, p, we)
                             {
                                 cursor = end;
                                 if let Some((s, e)) = secret {
@@ -669,8 +842,8 @@ struct Active {
     rule: u32,
     /// Merged windows (start, end) around its hits.
     windows: Vec<(usize, usize)>,
-    /// Where its hits start (anchored rules only).
-    starts: Vec<usize>,
+    /// Where its hits start, and the rule's keyword each matched (anchored rules only).
+    starts: Vec<(usize, u32)>,
 }
 
 /// `lead` without the positions a hit of one of `keywords` (the rule's, any ASCII case) always
@@ -718,19 +891,26 @@ const SLOTS: usize = 32;
 /// part in the match).
 fn match_at(
     regex: &Regex,
+    dense: Option<&Dense>,
+    keyword: u32,
     group: Option<usize>,
     data: &[u8],
     at: usize,
     end: usize,
 ) -> Option<(usize, Option<(usize, usize)>)> {
-    let mut input = Input::new(data).span(at..end).anchored(Anchored::Yes);
-    // The lazy DFA says cheaply whether there is a match (most hits have none) and where it
+    let input = || Input::new(data).span(at..end).anchored(Anchored::Yes);
+    // The DFA says cheaply whether there is a match (most hits have none) and where it
     // ends; only then is the capture search (one-pass DFA) run, on the match alone.
-    let m = regex.search_half(&input)?;
-    let Some(g) = group else {
-        return Some((m.offset(), Some((at, m.offset()))));
+    let m_end = match dense.map(|d| d.match_end(data, at, keyword, end)) {
+        Some(Ok(m)) => m?,
+        // No quit bytes are set, so `Err` does not happen; the lazy DFA decides then.
+        Some(Err(())) | None => regex.search_half(&input())?.offset(),
     };
-    input.set_end(m.offset());
+    let Some(g) = group else {
+        return Some((m_end, Some((at, m_end))));
+    };
+    let mut input = input();
+    input.set_end(m_end);
     let n = 2 * (g + 1);
     let mut stack = [None::<NonMaxUsize>; SLOTS];
     let mut heap = Vec::new();
@@ -924,6 +1104,7 @@ const PLACEHOLDER_WORDS: &[&[u8]] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regex_automata::dfa::Automaton;
 
     fn scanner_for(yaml: &str) -> Scanner {
         let rules = RuleSet::from_yaml(yaml, "t.yaml").unwrap();
@@ -1067,5 +1248,129 @@ mod tests {
         assert!(looks_like_placeholder(b"your-api-key-here"));
         assert!(looks_like_placeholder(b"os.environ"));
         assert!(!looks_like_placeholder(b"Zq8vR3mK9pLw2xT7"));
+    }
+
+    /// A pattern's fully built DFA, and its meta regex as anchored confirmation used it before.
+    fn dense_and_meta(pattern: &str, keywords: &[&str]) -> (Option<Dense>, Regex) {
+        let hir = factor(&parse(pattern).unwrap());
+        let keywords: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
+        let meta = Regex::builder()
+            .configure(meta::Config::new().utf8_empty(false))
+            .build_from_hir(&hir)
+            .unwrap();
+        (Dense::new(&hir, &keywords), meta)
+    }
+
+    /// Text of keyword occurrences in random ASCII case, preceded by a word byte or not, and
+    /// followed by separators, quotes and values of many lengths.
+    fn keyword_text(rng: &mut fastrand::Rng, keywords: &[&str], len: usize) -> Vec<u8> {
+        const GLUE: &[&str] = &[
+            "", " ", "=", ":", "\"", "'", "_", "\t", "\n", "x", "-", ": \"",
+        ];
+        let mut out = Vec::new();
+        while out.len() < len {
+            out.extend_from_slice(GLUE[rng.usize(..GLUE.len())].as_bytes());
+            let k = keywords[rng.usize(..keywords.len())];
+            out.extend(k.bytes().map(|b| {
+                if rng.bool() {
+                    b.to_ascii_uppercase()
+                } else {
+                    b
+                }
+            }));
+            out.extend_from_slice(GLUE[rng.usize(..GLUE.len())].as_bytes());
+            for _ in 0..rng.usize(..14) {
+                out.push(b"aZ09x_-."[rng.usize(..8)]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn dense_attempts_end_where_the_lazy_dfa_ends() {
+        // What the hand walk has to get right: keywords in any case for a regex that ignores
+        // case and one that does not (`ghp_`: no resuming), word boundaries before (a start
+        // state per byte before) and after (the byte after the span decides), the text's start
+        // (`^`), and matches that may run to the span's end.
+        let cases: &[(&str, &[&str])] = &[
+            (
+                r#"(?i)(?:password|pwd)[a-z0-9_]{0,6}[ \t]{0,2}[:=][ \t]{0,2}["']?(?P<secret>[^"'\s]{4,})"#,
+                &["password", "pwd"],
+            ),
+            (r"ghp_[A-Za-z0-9]{4,12}", &["ghp_"]),
+            (r"\bsk-[a-z0-9]{2,6}\b", &["sk-"]),
+            (r"(?i)\btoken\b[=:][0-9]{2,4}", &["token"]),
+            (r"^key[=:][a-z0-9]{1,5}", &["key"]),
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut compared = 0;
+        for &(pattern, keywords) in cases {
+            let (dense, meta) = dense_and_meta(pattern, keywords);
+            let dense = dense.expect("small DFA");
+            for round in 0..40 {
+                let mut data = keyword_text(&mut rng, keywords, 64 + round * 8);
+                if round % 2 == 0 {
+                    // A match at the text's start, where no byte precedes it.
+                    data.splice(0..0, format!("{}=a1 ", keywords[0]).into_bytes());
+                }
+                for (k, kw) in keywords.iter().enumerate() {
+                    for at in 0..data.len() {
+                        if !data[at..]
+                            .get(..kw.len())
+                            .is_some_and(|w| w.eq_ignore_ascii_case(kw.as_bytes()))
+                        {
+                            continue;
+                        }
+                        for end in at + kw.len()..=data.len().min(at + 40) {
+                            let input = Input::new(&data).span(at..end).anchored(Anchored::Yes);
+                            let want = meta.search_half(&input).map(|m| m.offset());
+                            let got = dense.match_end(&data, at, k as u32, end);
+                            assert_eq!(got, Ok(want), "{pattern} at {at}..{end}");
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 10_000, "only {compared} attempts compared");
+    }
+
+    #[test]
+    fn dense_attempts_resume_after_keywords_that_every_case_walks_alike() {
+        let state = |d: &Dense, k: usize| {
+            d.resume[k].map(|(len, s)| (len, s.map(|s| d.dfa.is_dead_state(s))))
+        };
+        // The regex ignores case: every keyword resumes, from every start.
+        let (d, _) = dense_and_meta(r"(?i)(?:password|pwd)[ \t]*=[a-z]+", &["password", "pwd"]);
+        let d = d.unwrap();
+        assert_eq!(state(&d, 0), Some((8, [false; 3])));
+        assert_eq!(state(&d, 1), Some((3, [false; 3])));
+        // `G` and `g` lead to different states: an attempt at `GHP_` walks from the start.
+        let (d, _) = dense_and_meta(r"ghp_[A-Za-z0-9]{36}", &["ghp_"]);
+        assert_eq!(state(&d.unwrap(), 0), None);
+        // After a word byte no match starts: that start resumes in the dead state.
+        let (d, _) = dense_and_meta(r"(?i)\bsk-[a-z0-9]{6}", &["sk-"]);
+        assert_eq!(state(&d.unwrap(), 0), Some((3, [true, false, false])));
+        // A start that depends on a line feed before it: no fully built DFA (the lazy one
+        // decides those attempts).
+        assert!(dense_and_meta(r"(?m)^key=[a-z]+", &["key"]).0.is_none());
+        // The built-in rules the adversarial benchmark body keeps busy get one on first use,
+        // resuming after every keyword, and it counts in the memory used.
+        let scanner = Scanner::new(ScanConfig::builtin().unwrap()).unwrap();
+        let before = scanner.memory_usage();
+        // Put together here, so that this file holds no secret-shaped text of its own (the
+        // benchmark bodies quote it).
+        let body = [
+            "{\"pass",
+            "word\": \"value-0001\", \"api",
+            "_key\": \"value-0000000000002\"}",
+        ];
+        scanner.scan(body.concat().as_bytes());
+        assert!(scanner.memory_usage() > before);
+        for id in ["generic-password-assignment", "generic-api-key-assignment"] {
+            let rule = scanner.inner.rules.iter().find(|r| &*r.id == id).unwrap();
+            let dense = rule.regex.dense.get().and_then(Option::as_ref).expect(id);
+            assert!(dense.resume.iter().all(Option::is_some), "{id}");
+        }
     }
 }

@@ -13,8 +13,8 @@ use crate::error::ScanError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hit {
     pub(crate) end: usize,
-    /// The state's index (breadth-first number).
-    state: u32,
+    /// The state's index (breadth-first number; [`Prefilter::match_lists`] is in this order).
+    pub(crate) state: u32,
 }
 
 /// Lanes walked in lock step. One step of a lane ([`ByRow`]: the byte's row, a mask, the table
@@ -327,9 +327,18 @@ impl Prefilter {
         }
     }
 
+    /// Per match state, by [`Hit::state`]: (pattern, pattern length) of every pattern its
+    /// hits end, in the order aho-corasick reports them (for the scanner to lay out what each
+    /// state's hits lead to).
+    pub(crate) fn match_lists(&self) -> impl Iterator<Item = &[(u32, u32)]> {
+        self.match_ranges
+            .iter()
+            .map(|&(from, to)| self.matches.get(from as usize..to as usize).unwrap_or(&[]))
+    }
+
     /// (pattern, pattern length) of every pattern ending at `hit.end`, in the order
     /// aho-corasick reports them.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn matches(&self, hit: Hit) -> &[(u32, u32)] {
         self.match_ranges
             .get(hit.state as usize)

@@ -327,6 +327,17 @@ impl Prefilter {
         }
     }
 
+    /// Whether any pattern occurs in `data` (one walk, stopping at the first match state; for
+    /// short values, where building `hits` would cost more than the walk).
+    pub(crate) fn is_match(&self, data: &[u8]) -> bool {
+        let t = self.trans.as_slice();
+        let mut sid = 0;
+        data.iter().any(|&b| {
+            sid = t.next(sid, self.classes[usize::from(b)]);
+            sid & MATCH != 0
+        })
+    }
+
     /// Per match state, by [`Hit::state`]: (pattern, pattern length) of every pattern its
     /// hits end, in the order aho-corasick reports them (for the scanner to lay out what each
     /// state's hits lead to).

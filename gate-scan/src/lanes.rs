@@ -601,6 +601,27 @@ mod tests {
     }
 
     #[test]
+    fn is_match_agrees_with_aho_corasick_on_short_values() {
+        let patterns: Vec<Vec<u8>> = ["your", "xxxx", "${", "<", "self.", "null"]
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        let (pf, reference) = with_reference(&patterns);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut matched = 0;
+        for _ in 0..5000 {
+            let len = rng.usize(..24);
+            let value: Vec<u8> = (0..len)
+                .map(|_| b"yourxXnulSEf.${<l0"[rng.usize(..18)])
+                .collect();
+            assert_eq!(pf.is_match(&value), reference.is_match(&value), "{value:?}");
+            matched += usize::from(pf.is_match(&value));
+        }
+        // Both answers occur.
+        assert!((500..4500).contains(&matched), "{matched} of 5000 matched");
+    }
+
+    #[test]
     fn lanes_warm_up_over_the_longest_pattern_before_their_segment() {
         // A 150-byte pattern: each lane begins 149 bytes before its segment, and segments are
         // at least that long; the pattern across every other lane boundary, a short one

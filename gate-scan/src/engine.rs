@@ -379,14 +379,17 @@ impl Dense {
 
     /// The end of the leftmost-first match that starts exactly at `at` and ends by `end`, as
     /// the DFA's own forward search finds it (the byte after `end`, if any, decides a
-    /// look-ahead at the end). `keyword`: the rule's keyword the hit at `at` matched.
+    /// look-ahead at the end). `keyword`: the rule's keyword the hit at `at` matched. Not
+    /// inlined: out of line the walk keeps its state in registers (callgrind, adversarial
+    /// body: 26.1 M instructions a scan against 26.3 M inlined).
     #[inline(never)]
     fn match_end(&self, data: &[u8], at: usize, keyword: u32, end: usize) -> Option<usize> {
         let step = |sid: u32, class: u8| -> u32 {
             let i = (sid as usize).wrapping_add(usize::from(class));
             self.table.get(i).copied().unwrap_or(0)
         };
-        let special = self.first_match.wrapping_sub(1);
+        // `sid - 1` is at least this for the dead state (0) and the match states only.
+        let special_from = self.first_match.wrapping_sub(1);
         let kind = match at.checked_sub(1).and_then(|i| data.get(i)) {
             Some(&b) => usize::from(self.kind[usize::from(b)]),
             None => 2,
@@ -404,17 +407,17 @@ impl Dense {
         loop {
             // Plain states only, here: the test is one compare for both the dead state (0)
             // and match states (the highest ids).
-            let special = loop {
+            let stopped = loop {
                 let Some(&b) = bytes.get(i) else {
                     break false;
                 };
                 sid = step(sid, self.classes[usize::from(b)]);
                 i += 1;
-                if sid.wrapping_sub(1) >= special {
+                if sid.wrapping_sub(1) >= special_from {
                     break true;
                 }
             };
-            if !special {
+            if !stopped {
                 break;
             }
             if sid == 0 {

@@ -86,14 +86,18 @@ pub fn from_settings(
             Err(e) => return Err(e.into()),
         }
     }
-    let scanner = Scanner::new(ScanConfig {
+    let scanner = Arc::new(Scanner::new(ScanConfig {
         rules,
         known_values: known,
         entropy: settings.entropy,
-    })?;
+    })?);
+    // The anchored rules' DFAs, which the scanner would otherwise build on their first
+    // attempts (in some request's time): built now, off the start-up path.
+    let warm = Arc::clone(&scanner);
+    std::thread::spawn(move || warm.prepare());
     let key = RedactionKey::load_or_init(data_dir)?;
     Ok(Guard::new(
-        Arc::new(scanner),
+        scanner,
         key,
         settings.mode,
         audit,
@@ -897,6 +901,30 @@ mod tests {
                 && log.contains("gate rules check"),
             "{log}"
         );
+    }
+
+    #[test]
+    fn the_guard_builds_the_scanners_dfas_off_the_start_up_path() {
+        let dir = tempfile::tempdir().unwrap();
+        // No known values: the guard's scanner is then the built-in rules alone.
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "[known_values]\nscan_env = false\n").unwrap();
+        let settings = Settings::load(Some(&config), &crate::config::Overrides::default()).unwrap();
+        let audit = Arc::new(AuditLog::open(&dir.path().join("audit"), "test").unwrap());
+        let guard = from_settings(&settings, audit, &dir.path().join("data")).unwrap();
+        let compiled = Scanner::new(ScanConfig::builtin().unwrap())
+            .unwrap()
+            .memory_usage();
+        // Its thread builds about 4 MiB of DFAs; wait for them (bounded).
+        let mut grown = 0;
+        for _ in 0..400 {
+            grown = guard.inner.scanner.memory_usage().saturating_sub(compiled);
+            if grown > 2 << 20 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        assert!(grown > 2 << 20, "{grown} bytes built");
     }
 
     fn guard(dir: &Path) -> Guard {

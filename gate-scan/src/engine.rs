@@ -1145,9 +1145,9 @@ pub(crate) fn looks_like_placeholder(value: &[u8]) -> bool {
 }
 
 /// One case-insensitive automaton over every placeholder marker and word, built on first use:
-/// the prefilter's own, whose plain walk over a short value costs a third of a general
-/// Aho-Corasick search's set-up and walk (callgrind: about 100 instructions against 305 for
-/// the adversarial body's values).
+/// the prefilter's own, whose plain walk over a short value skips a general Aho-Corasick
+/// search's set-up (callgrind, the adversarial body's 2,621 values a scan: `accept` 2.17 M
+/// instructions before, 2.00 M after).
 fn placeholder_matcher() -> Option<&'static Prefilter> {
     static MATCHER: OnceLock<Option<Prefilter>> = OnceLock::new();
     MATCHER

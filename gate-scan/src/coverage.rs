@@ -8,15 +8,14 @@
 use std::collections::{HashSet, VecDeque};
 
 use aho_corasick::automaton::Automaton as _;
-use regex_automata::dfa::{Automaton as _, StartKind, dense};
+use regex_automata::dfa::Automaton as _;
 use regex_automata::meta;
-use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 
 use regex_syntax::hir::{Hir, HirKind, Look, Repetition};
 
-use crate::engine::{derive_keywords, parse};
+use crate::engine::{anchored_dfa, derive_keywords, parse};
 use crate::rules::Rule;
 
 /// Largest DFA a rule's regex is determinized into for the check; a larger one is decided on
@@ -128,25 +127,7 @@ fn whole_match(hir: &Hir, bytes: &[u8]) -> bool {
 /// The walk itself, on one regex: [`Coverage::Unchecked`] when its DFA or the search exceeds a
 /// limit.
 fn decide(hir: &Hir, keywords: &[String], case_sensitive: bool) -> Coverage {
-    let Ok(nfa) = thompson::Compiler::new()
-        .configure(
-            thompson::Config::new()
-                .utf8(false)
-                .which_captures(WhichCaptures::None),
-        )
-        .build_from_hir(hir)
-    else {
-        return Coverage::Unchecked;
-    };
-    let Ok(dfa) = dense::Builder::new()
-        .configure(
-            dense::Config::new()
-                .start_kind(StartKind::Anchored)
-                .dfa_size_limit(Some(DFA_LIMIT))
-                .determinize_size_limit(Some(DFA_LIMIT)),
-        )
-        .build_from_nfa(&nfa)
-    else {
+    let Some(dfa) = anchored_dfa(hir, DFA_LIMIT) else {
         return Coverage::Unchecked;
     };
     let Ok(kw) = aho_corasick::dfa::DFA::builder()

@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use regex_automata::dfa::{StartKind, dense};
 use regex_automata::meta::{self, Regex};
-use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::primitives::{NonMaxUsize, StateID};
 use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -202,6 +203,31 @@ impl CompiledRegex {
     }
 }
 
+/// `hir` as an anchored, leftmost-first dense DFA over bytes, without captures or accelerated
+/// states; `None` above `limit` bytes (or while determinizing). Anchored confirmation walks
+/// it; the keyword coverage check walks it in step with the keywords' automaton.
+pub(crate) fn anchored_dfa(hir: &Hir, limit: usize) -> Option<dense::DFA<Vec<u32>>> {
+    let nfa = thompson::Compiler::new()
+        .configure(
+            thompson::Config::new()
+                .utf8(false)
+                .which_captures(WhichCaptures::None),
+        )
+        .build_from_hir(hir)
+        .ok()?;
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .start_kind(StartKind::Anchored)
+                .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                .accelerate(false)
+                .dfa_size_limit(Some(limit))
+                .determinize_size_limit(Some(limit)),
+        )
+        .build_from_nfa(&nfa)
+        .ok()
+}
+
 /// Largest fully built DFA an anchored rule gets (bytes); above, its attempts use the lazy DFA.
 const DENSE_LIMIT: usize = 512 * 1024;
 
@@ -239,31 +265,12 @@ impl Dense {
     /// than [`DENSE_LIMIT`], cannot be built, or its start state depends on a line terminator
     /// before the match. `keywords`: the rule's, for [`Dense::resume`].
     fn new(hir: &Hir, keywords: &[String]) -> Option<Dense> {
-        use regex_automata::dfa::{Automaton, StartKind, dense};
-        use regex_automata::nfa::thompson;
+        use regex_automata::dfa::Automaton;
         use regex_automata::util::start;
-        let nfa = thompson::Compiler::new()
-            .configure(
-                thompson::Config::new()
-                    .utf8(false)
-                    .which_captures(WhichCaptures::None),
-            )
-            .build_from_hir(hir)
-            .ok()?;
-        let dfa = dense::Builder::new()
-            .configure(
-                dense::Config::new()
-                    .start_kind(StartKind::Anchored)
-                    .match_kind(regex_automata::MatchKind::LeftmostFirst)
-                    // The table keeps match and dead states apart from the others, and no
-                    // more: no accelerated states (memchr's set-up would cost more than the
-                    // steps an attempt this short saves) and no quit bytes.
-                    .accelerate(false)
-                    .dfa_size_limit(Some(DENSE_LIMIT))
-                    .determinize_size_limit(Some(DENSE_LIMIT)),
-            )
-            .build_from_nfa(&nfa)
-            .ok()?;
+        // No accelerated states (memchr's set-up would cost more than the steps an attempt
+        // this short saves) and no quit bytes: the table keeps match and dead states apart
+        // from the others, and no more.
+        let dfa = anchored_dfa(hir, DENSE_LIMIT)?;
         let start_after = |byte: Option<u8>| {
             dfa.start_state(
                 &start::Config::new()
@@ -308,6 +315,11 @@ impl Dense {
         // compare tells the walk whether a state is either.
         let byte_classes = dfa.byte_classes();
         let units: Vec<_> = byte_classes.representatives(..).collect();
+        let next_on = |sid: StateID, unit: regex_automata::util::alphabet::Unit| match unit.as_u8()
+        {
+            Some(b) => dfa.next_state(sid, b),
+            None => dfa.next_eoi_state(sid),
+        };
         let stride = byte_classes.alphabet_len();
         let mut seen: std::collections::HashSet<StateID> = Default::default();
         let mut order: Vec<StateID> = start.to_vec();
@@ -319,10 +331,7 @@ impl Dense {
                 return None;
             }
             for &unit in &units {
-                let next = match unit.as_u8() {
-                    Some(b) => dfa.next_state(sid, b),
-                    None => dfa.next_eoi_state(sid),
-                };
+                let next = next_on(sid, unit);
                 if !dfa.is_dead_state(next) && seen.insert(next) {
                     order.push(next);
                 }
@@ -341,11 +350,7 @@ impl Dense {
         let mut rows: Vec<u32> = vec![0; (order.len() + 1) * stride];
         for (row, &sid) in rows.chunks_exact_mut(stride).skip(1).zip(&order) {
             for &unit in &units {
-                let next = match unit.as_u8() {
-                    Some(b) => dfa.next_state(sid, b),
-                    None => dfa.next_eoi_state(sid),
-                };
-                *row.get_mut(byte_classes.get_by_unit(unit))? = id(next);
+                *row.get_mut(byte_classes.get_by_unit(unit))? = id(next_on(sid, unit));
             }
         }
         let start_ids = start.map(id);

@@ -4,8 +4,12 @@
 //! over the merged window), and factoring keyword alternations into tries (so that the
 //! capture search that resolves the secret group can run as a one-pass DFA), and the bytes
 //! every match's first positions must hold (so that most anchored attempts are turned down by
-//! a few table lookups instead of a regex search).
-use regex_syntax::hir::{Capture, Class, ClassBytes, ClassBytesRange, Hir, HirKind, Repetition};
+//! a few table lookups instead of a regex search), and whether every match begins at a line
+//! start with only a few kinds of bytes between it and the keyword (then the one place a match
+//! holding a given hit can begin is found by looking back from the hit).
+use regex_syntax::hir::{
+    Capture, Class, ClassBytes, ClassBytesRange, Hir, HirKind, Look, Repetition,
+};
 
 /// Most prefix strings tracked while proving a rule keyword-led (alternations multiply them).
 const MAX_PREFIXES: usize = 512;
@@ -287,6 +291,148 @@ fn lead_sets(hir: &Hir) -> (Vec<ByteSet>, bool) {
     }
 }
 
+/// Most strings [`literal_strings`] expands an expression into.
+const MAX_STRINGS: usize = 64;
+
+/// Every string `hir` matches, when it matches a few fixed strings only.
+fn literal_strings(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    match hir.kind() {
+        HirKind::Literal(lit) => Some(vec![lit.0.to_vec()]),
+        HirKind::Capture(cap) => literal_strings(&cap.sub),
+        HirKind::Class(Class::Bytes(class)) => {
+            let mut out = Vec::new();
+            for r in class.ranges() {
+                for b in r.start()..=r.end() {
+                    out.push(vec![b]);
+                    if out.len() > MAX_STRINGS {
+                        return None;
+                    }
+                }
+            }
+            Some(out)
+        }
+        HirKind::Alternation(subs) => {
+            let mut out = Vec::new();
+            for sub in subs {
+                out.extend(literal_strings(sub)?);
+                if out.len() > MAX_STRINGS {
+                    return None;
+                }
+            }
+            Some(out)
+        }
+        HirKind::Concat(subs) => {
+            let mut out = vec![Vec::new()];
+            for sub in subs {
+                let next = literal_strings(sub)?;
+                let mut joined = Vec::new();
+                for head in &out {
+                    for tail in &next {
+                        joined.push([head.as_slice(), tail].concat());
+                        if joined.len() > MAX_STRINGS {
+                            return None;
+                        }
+                    }
+                }
+                out = joined;
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Every byte a match of `hir` can hold (look-arounds hold none).
+fn bytes_of(hir: &Hir) -> Option<ByteSet> {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some([0; 4]),
+        HirKind::Literal(lit) => {
+            let mut set = [0u64; 4];
+            for &b in lit.0.iter() {
+                set[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+            Some(set)
+        }
+        HirKind::Class(Class::Bytes(class)) => Some(byte_set(class)),
+        HirKind::Class(Class::Unicode(_)) => None,
+        HirKind::Capture(cap) => bytes_of(&cap.sub),
+        HirKind::Repetition(rep) => bytes_of(&rep.sub),
+        HirKind::Alternation(subs) | HirKind::Concat(subs) => {
+            let mut set = [0u64; 4];
+            for sub in subs {
+                for (w, b) in set.iter_mut().zip(bytes_of(sub)?) {
+                    *w |= b;
+                }
+            }
+            Some(set)
+        }
+    }
+}
+
+/// Whether `hir` is a line start that [`line_led`] knows: an alternation of the text's start
+/// (`^`), a line feed or carriage return, and the two bytes `\n` (a line break escaped in a
+/// JSON or shell string), each of them optional but at least one there.
+fn is_line_start(hir: &Hir) -> bool {
+    let token = |h: &Hir| match h.kind() {
+        HirKind::Look(Look::Start) => true,
+        HirKind::Literal(lit) => matches!(&lit.0[..], b"\\n" | b"\n" | b"\r"),
+        HirKind::Class(Class::Bytes(class)) => class
+            .ranges()
+            .iter()
+            .all(|r| (r.start()..=r.end()).all(|b| b == b'\n' || b == b'\r')),
+        _ => false,
+    };
+    match hir.kind() {
+        HirKind::Alternation(subs) => subs.iter().all(token),
+        _ => token(hir),
+    }
+}
+
+/// For a regex whose every match begins at a line start ([`is_line_start`]), then holds only
+/// bytes of a set `body` up to one of `keywords` (the rule's keyword alternation, matched as
+/// the prefilter routes its hits: exactly when `exact`, else in any ASCII case), `body`; `None`
+/// for any other regex. `body` never holds a line feed, a carriage return or a backslash, so
+/// that the bytes before a hit tell where the one match that has its keyword there can begin.
+pub(crate) fn line_led(hir: &Hir, keywords: &[String], exact: bool) -> Option<ByteSet> {
+    let HirKind::Concat(subs) = hir.kind() else {
+        return None;
+    };
+    let (first, rest) = subs.split_first()?;
+    if !is_line_start(first) {
+        return None;
+    }
+    let keyed = |s: &[u8]| {
+        keywords.iter().any(|k| {
+            let k = k.as_bytes();
+            !k.is_empty()
+                && s.len() >= k.len()
+                && if exact {
+                    s.starts_with(k)
+                } else {
+                    s[..k.len()].eq_ignore_ascii_case(k)
+                }
+        })
+    };
+    // Whether every match of the elements from `i` on begins with a keyword: the parser
+    // flattens concatenations, so a keyword in any case is a run of one-byte classes.
+    let keyword_at = |i: usize| {
+        (i + 1..=rest.len())
+            .map_while(|j| literal_strings(&Hir::concat(rest[i..j].to_vec())))
+            .any(|strings| !strings.is_empty() && strings.iter().all(|s| keyed(s)))
+    };
+    let mut body = [0u64; 4];
+    for (i, sub) in rest.iter().enumerate() {
+        if keyword_at(i) {
+            let stops = [b'\n', b'\r', b'\\'];
+            return (!stops.iter().any(|&b| holds(&body, b))).then_some(body);
+        }
+        for (w, b) in body.iter_mut().zip(bytes_of(sub)?) {
+            *w |= b;
+        }
+    }
+    None
+}
+
 /// Splits the branches (sequences, in priority order) into first byte and rest, expanding
 /// a leading optional element or alternation into the branches it stands for (in priority
 /// order). `None` when a branch cannot be split (it may match empty, or starts with a
@@ -488,5 +634,44 @@ mod tests {
             }
         }
         assert!(checked > 400, "{checked}");
+    }
+
+    #[test]
+    fn line_led_takes_env_lines_and_nothing_looser() {
+        let keys = |k: &[&str]| -> Vec<String> { k.iter().map(|s| s.to_string()).collect() };
+        let rules = crate::RuleSet::builtin().unwrap();
+        for id in ["generic-secret-env", "generic-password-env"] {
+            let rule = rules.get(id).unwrap();
+            let body = line_led(&hir(&rule.pattern), &rule.keywords, true).unwrap();
+            for b in [b' ', b'\t', b'e', b'x', b'A', b'Z', b'0', b'_', b'.'] {
+                assert!(holds(&body, b), "{id}: {}", b as char);
+            }
+            for b in [b'\n', b'\r', b'\\', b'"', b'=', b'a', b'n'] {
+                assert!(!holds(&body, b), "{id}: {}", b as char);
+            }
+        }
+        let k = keys(&["SECRET"]);
+        let body = line_led(&hir(r"(?:^|\\n|[\r\n])[a-z ]{0,9}SECRET=(\w+)"), &k, true).unwrap();
+        assert!(holds(&body, b'n') && holds(&body, b' ') && !holds(&body, b'S'));
+        // The keyword matched in the case the hits are routed in: in any case only when the
+        // routes take any case.
+        let ci = hir(r"(?:^|\n)[ ]*(?i:secret)=(\w+)");
+        assert!(line_led(&ci, &k, true).is_none());
+        assert!(line_led(&ci, &keys(&["secret"]), false).is_some());
+        for pattern in [
+            // A backslash, a line feed or a carriage return before the keyword.
+            r"(?:^|\\n|[\r\n])[A-Z\\]{0,9}SECRET=(\w+)",
+            r"(?:^|\n)(?:\s)*SECRET=(\w+)",
+            r"(?:^|\n)[^=]{0,9}SECRET=(\w+)",
+            // No line start first, or not only line starts.
+            r"[ \t]*SECRET=(\w+)",
+            r"(?:^|\n|;)[ ]*SECRET=(\w+)",
+            r"(?:^|\n)?[ ]*SECRET=(\w+)",
+            // A keyword that is not the rule's.
+            r"(?:^|\n)[ ]*TOKEN=(\w+)",
+            r"(?:^|\n)[ ]*SECRE=(\w+)",
+        ] {
+            assert!(line_led(&hir(pattern), &k, true).is_none(), "{pattern}");
+        }
     }
 }

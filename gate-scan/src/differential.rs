@@ -167,3 +167,125 @@ fn keyword_dense_text_gives_identical_findings() {
         assert_same(&fast, &reference, &data, &format!("round {round}"));
     }
 }
+
+/// Lines as env files, shell scripts and JSON strings hold them (line breaks real and
+/// escaped, `export`, indentation past what the rules allow, names around the keywords, values
+/// quoted or not), with code and prose between them that names the same keywords.
+fn env_lines(rng: &mut fastrand::Rng, keywords: &[&str], len: usize) -> Vec<u8> {
+    const BREAK: &[&str] = &[
+        "\n", "\r\n", "\r", "\\n", "\\\\n", "\\r\\n", "n", "\\", "\\\"", "",
+    ];
+    const NAME: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.";
+    const VALUE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-.~";
+    const NOISE: &[&str] = &[
+        "let t = std::env::var(\"GITHUB_TOKEN\");",
+        "\", \"",
+        " the SECRET word ",
+        "{\"text\": \"",
+        "db_password=lowercase",
+        "=",
+        " ",
+        "\t",
+        "export",
+        "#",
+        // A value running on over an escaped line break: the second line's start lies inside
+        // the first line's match.
+        "\npen SECRET = Zq8vR3mK9pL\\npen SECRET = Wx2T7kQ4mN8",
+    ];
+    let mut out = Vec::with_capacity(len + 256);
+    while out.len() < len {
+        if rng.usize(..3) == 0 {
+            out.extend_from_slice(NOISE[rng.usize(..NOISE.len())].as_bytes());
+            continue;
+        }
+        out.extend_from_slice(BREAK[rng.usize(..BREAK.len())].as_bytes());
+        for _ in 0..rng.usize(..11) {
+            out.push(if rng.bool() { b' ' } else { b'\t' });
+        }
+        if rng.usize(..3) == 0 {
+            out.extend_from_slice(b"export");
+            for _ in 0..rng.usize(..7) {
+                out.push(if rng.bool() { b' ' } else { b'\t' });
+            }
+        }
+        for _ in 0..[0, 0, 3, 8, 20, 31, 32, 33, 40][rng.usize(..9)] {
+            out.push(NAME[rng.usize(..NAME.len())]);
+        }
+        for _ in 0..1 + rng.usize(..2) {
+            let k = keywords[rng.usize(..keywords.len())];
+            if rng.usize(..6) == 0 {
+                out.extend(k.bytes().map(|b| b.to_ascii_lowercase()));
+            } else {
+                out.extend_from_slice(k.as_bytes());
+            }
+            for _ in 0..[0, 2, 12, 13][rng.usize(..4)] {
+                out.push(NAME[rng.usize(..NAME.len())]);
+            }
+        }
+        out.extend_from_slice([" = ", "=", "\t=  ", ": ", "=\""][rng.usize(..5)].as_bytes());
+        for _ in 0..[4, 8, 16, 24, 40][rng.usize(..5)] {
+            out.push(VALUE[rng.usize(..VALUE.len())]);
+        }
+    }
+    out
+}
+
+/// The rules confirmed where their hits' lines begin ([`crate::anchor::line_led`]) report
+/// what the window searches of the reference engine report, on env lines of every shape: the
+/// two built-in env rules, and a custom rule whose names may hold `n` (so that a `\n` escape
+/// is seen from its backslash) and whose values may run on over an escaped line break into the
+/// next line (whose start then lies inside a match, where the window search does not look).
+#[test]
+fn line_led_rules_find_what_window_searches_find() {
+    let custom = r#"
+rules:
+  - id: lower-secret-line
+    service: Test
+    name: Lower-case names before SECRET
+    confidence: low
+    keywords: ['SECRET']
+    case_sensitive_keywords: true
+    pattern: '(?:^|\\n|[\r\n])[a-z \t]{0,12}SECRET[ \t]*=[ \t]*(?P<secret>[A-Za-z0-9+/=_.~\\-]{8,})'
+    examples: ['pen SECRET = Zq8vR3mK9pLw2x']
+    negative: ['"pen SECRET = Zq8vR3mK9pLw2x']
+"#;
+    let mut config = ScanConfig::builtin().expect("built-in rules");
+    config
+        .rules
+        .extend(RuleSet::from_yaml(custom, "custom.yaml").expect("custom rule"))
+        .expect("rule ids differ");
+    let fast = Scanner::build(config.clone(), false).expect("scanner");
+    let reference = Scanner::build(config, true).expect("reference scanner");
+    for id in [
+        "generic-secret-env",
+        "generic-password-env",
+        "lower-secret-line",
+    ] {
+        assert_eq!(fast.confirm_kind(id), Some("line-led"), "{id}");
+        assert_eq!(reference.confirm_kind(id), Some("window"), "{id}");
+    }
+    let keywords = [
+        "SECRET",
+        "TOKEN",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "ACCESS_KEY",
+        "PASSWORD",
+        "PASSWD",
+        "PASSPHRASE",
+        "_PASS",
+        "_PWD",
+        "pen SECRET",
+        "n SECRET",
+    ];
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
+    let mut found = 0;
+    for round in 0..80 {
+        let data = env_lines(&mut rng, &keywords, 4096);
+        assert_same(&fast, &reference, &data, &format!("round {round}"));
+        found += fast.scan(&data).len();
+    }
+    // Enough matches to mean something (504 with this seed; most lines are built to fail).
+    assert!(found > 250, "{found}");
+}

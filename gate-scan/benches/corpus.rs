@@ -129,6 +129,17 @@ pub fn adversarial(target: usize) -> Vec<u8> {
     out
 }
 
+/// A line of an env file whose name is `SECRET_` over and over, about `target` bytes long:
+/// a keyword hit every 7 bytes, every one of them in the same line.
+pub fn env_name_run(target: usize) -> Vec<u8> {
+    let mut out = b"\n".to_vec();
+    while out.len() + 30 < target {
+        out.extend_from_slice(b"SECRET_");
+    }
+    out.extend_from_slice(b"=Zq8vR3mK9pLw2xT7synthQ\n");
+    out
+}
+
 /// `n` synthetic secret values, as (variable name, value).
 pub fn known_values(n: usize) -> Vec<(String, String)> {
     let mut rng = Rng(0x1234_5678_9abc_def1);

@@ -1,6 +1,6 @@
 //! Criterion benchmarks: scanner throughput on realistic LLM request bodies (64 KiB, 1 MiB,
-//! 10 MiB) with every built-in rule and 100 known values, single thread; a keyword-dense
-//! adversarial body; streaming; cache hits; and compiling the rule set.
+//! 10 MiB) with every built-in rule and 100 known values, single thread; keyword-dense
+//! adversarial bodies; streaming; cache hits; and compiling the rule set.
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gate_scan::{KnownValues, ScanCache, ScanConfig, Scanner};
 
@@ -64,6 +64,11 @@ fn adversarial(c: &mut Criterion) {
     g.bench_function("keywords-every-100-bytes/1MiB", |b| {
         b.iter(|| scanner.scan(&body))
     });
+    // One env-file name made of upper-case keywords, 1 MiB long: a hit every 7 bytes, all in
+    // one window of the env rules, each looking back to the same line start.
+    let run = corpus::env_name_run(1 << 20);
+    g.throughput(Throughput::Bytes(run.len() as u64));
+    g.bench_function("env-name-run/1MiB", |b| b.iter(|| scanner.scan(&run)));
     g.finish();
 }
 

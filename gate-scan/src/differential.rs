@@ -169,8 +169,9 @@ fn keyword_dense_text_gives_identical_findings() {
 }
 
 /// Lines as env files, shell scripts and JSON strings hold them (line breaks real and
-/// escaped, `export`, indentation past what the rules allow, names around the keywords, values
-/// quoted or not), with code and prose between them that names the same keywords.
+/// escaped, `export`, indentation past what the rules allow, names around the keywords, names
+/// made of keywords hundreds of bytes long, values quoted or not), with code and prose between
+/// them that names the same keywords.
 fn env_lines(rng: &mut fastrand::Rng, keywords: &[&str], len: usize) -> Vec<u8> {
     const BREAK: &[&str] = &[
         "\n", "\r\n", "\r", "\\n", "\\\\n", "\\r\\n", "n", "\\", "\\\"", "",
@@ -196,6 +197,16 @@ fn env_lines(rng: &mut fastrand::Rng, keywords: &[&str], len: usize) -> Vec<u8> 
     while out.len() < len {
         if rng.usize(..3) == 0 {
             out.extend_from_slice(NOISE[rng.usize(..NOISE.len())].as_bytes());
+            continue;
+        }
+        if rng.usize(..40) == 0 {
+            // A long name made of keywords: one window, a hit every few bytes.
+            out.extend_from_slice(BREAK[rng.usize(..BREAK.len())].as_bytes());
+            for _ in 0..rng.usize(..60) {
+                out.extend_from_slice(keywords[rng.usize(..keywords.len())].as_bytes());
+                out.push(b'_');
+            }
+            out.extend_from_slice(b"=Zq8vR3mK9pLw2xT7synthQ");
             continue;
         }
         out.extend_from_slice(BREAK[rng.usize(..BREAK.len())].as_bytes());

@@ -945,12 +945,13 @@ impl Scanner {
                     let mut at = Vec::new();
                     for &(ws, we) in &a.windows {
                         let from = a.starts.partition_point(|&(p, _)| p < ws);
+                        let mut lines = LineStarts::new(body, data, ws);
                         at.clear();
                         at.extend(
                             a.starts[from..]
                                 .iter()
                                 .take_while(|&&(p, _)| p < we)
-                                .filter_map(|&(p, _)| line_start(body, data, ws, p)),
+                                .filter_map(|&(p, _)| lines.before(p)),
                         );
                         at.sort_unstable();
                         at.dedup();
@@ -1039,25 +1040,55 @@ fn useful_lead(mut lead: Vec<ByteSet>, keywords: &[String]) -> Vec<ByteSet> {
     lead
 }
 
-/// Where a match of a [`Confirm::LineLed`] rule that has its keyword at `hit` can begin, no
-/// earlier than `ws`. Looking back from `hit` over `body` bytes (none of them a line break or a
-/// backslash), it is the line start that ends where they begin: a line feed or carriage
-/// return, the two bytes `\\n`, or the text's start. `None` when there is none (the hit cannot
-/// be the keyword of a match).
-fn line_start(body: &ByteSet, data: &[u8], ws: usize, hit: usize) -> Option<usize> {
-    let before = data.get(ws..hit)?;
-    let Some(q) = before.iter().rposition(|&b| !holds(body, b)) else {
-        // Only body bytes back to `ws`: the text's start, if that is where they begin.
-        return (ws == 0).then_some(0);
-    };
-    match (
-        before.get(q.wrapping_sub(1)),
-        before.get(q),
-        before.get(q + 1),
-    ) {
-        (_, Some(b'\n' | b'\r'), _) | (_, Some(b'\\'), Some(b'n')) => Some(ws + q),
-        (Some(b'\\'), Some(b'n'), _) => Some(ws + q - 1),
-        _ => None,
+/// Where the matches of a [`Confirm::LineLed`] rule that have their keyword at the hits of a
+/// window can begin, no earlier than the window's start `ws`. Looking back from a hit over
+/// `body` bytes (none of them a line break or a backslash), it is the line start that ends
+/// where they begin: a line feed or carriage return, the two bytes `\\n`, or the text's start.
+/// Hits are taken in order, and each byte is looked at once: a long run of `body` bytes full
+/// of hits costs its length, not its length times its hits.
+struct LineStarts<'a> {
+    body: &'a ByteSet,
+    data: &'a [u8],
+    ws: usize,
+    /// Bytes below this were looked at.
+    seen: usize,
+    /// The last byte below `seen` that is not a `body` byte.
+    last: Option<usize>,
+}
+
+impl<'a> LineStarts<'a> {
+    fn new(body: &'a ByteSet, data: &'a [u8], ws: usize) -> Self {
+        LineStarts {
+            body,
+            data,
+            ws,
+            seen: ws,
+            last: None,
+        }
+    }
+
+    /// Where a match with its keyword at `hit` (no earlier than the previous hit asked
+    /// about) can begin; `None` when there is no such place (the hit cannot be the keyword of
+    /// a match).
+    fn before(&mut self, hit: usize) -> Option<usize> {
+        if let Some(run) = self.data.get(self.seen..hit) {
+            if let Some(q) = run.iter().rposition(|&b| !holds(self.body, b)) {
+                self.last = Some(self.seen + q);
+            }
+            self.seen = hit;
+        }
+        let Some(q) = self.last else {
+            // Only body bytes back to `ws`: the text's start, if that is where they begin.
+            return (self.ws == 0).then_some(0);
+        };
+        let byte = |i: usize| self.data.get(i).copied();
+        let prev = q.checked_sub(1).filter(|&i| i >= self.ws).and_then(byte);
+        let next = (q + 1 < hit).then(|| byte(q + 1)).flatten();
+        match (prev, byte(q), next) {
+            (_, Some(b'\n' | b'\r'), _) | (_, Some(b'\\'), Some(b'n')) => Some(q),
+            (Some(b'\\'), Some(b'n'), _) => Some(q - 1),
+            _ => None,
+        }
     }
 }
 

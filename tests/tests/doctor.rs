@@ -233,3 +233,32 @@ fn ca_trust_install_makes_the_ca_trusted() {
     );
     assert_eq!(out.status.code(), Some(0), "{text}");
 }
+
+/// Without bpffs (unmounted in a mount namespace of the test's own), root's `gate doctor` warns
+/// and passes: `gate run` mounts bpffs itself.
+#[test]
+fn a_missing_bpffs_is_a_warning_for_root() {
+    if !require_root("doctor_missing_bpffs") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let config_home = tempfile::tempdir().unwrap();
+    make_ca(data.path());
+    let port = free_port().to_string();
+    let script = "for m in $(awk '/ - bpf / {print $5}' /proc/self/mountinfo); do \
+                  umount -l \"$m\" || exit 3; done; exec \"$0\" doctor --port \"$1\"";
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(gate_bin())
+        .arg(&port)
+        .env("GATE_DATA_DIR", data.path())
+        .env("XDG_CONFIG_HOME", config_home.path())
+        .env_remove("GATE_CONFIG")
+        .output()
+        .expect("unshare (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let l = line(&text, "bpffs");
+    assert!(l.starts_with("[warn]"), "{l}");
+    assert!(l.contains("gate run mounts one"), "{l}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}

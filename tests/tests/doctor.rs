@@ -45,9 +45,15 @@ fn free_port() -> u16 {
 
 /// `gate doctor` with its own data and config directories.
 fn doctor(data: &Path, config_home: &Path, extra: &[&str]) -> (Output, String) {
-    let out = Command::new(gate_bin())
-        .arg("doctor")
-        .args(extra)
+    let mut cmd = Command::new(gate_bin());
+    cmd.arg("doctor").args(extra);
+    run_doctor(cmd, data, config_home)
+}
+
+/// Runs `cmd` (a `gate doctor`, or a command that runs one) with the doctor's own data and
+/// config directories; its output and stdout.
+fn run_doctor(mut cmd: Command, data: &Path, config_home: &Path) -> (Output, String) {
+    let out = cmd
         .env("GATE_DATA_DIR", data)
         .env("XDG_CONFIG_HOME", config_home)
         .env_remove("GATE_CONFIG")
@@ -247,16 +253,11 @@ fn a_missing_bpffs_is_a_warning_for_root() {
     let port = free_port().to_string();
     let script = "for m in $(awk '/ - bpf / {print $5}' /proc/self/mountinfo); do \
                   umount -l \"$m\" || exit 3; done; exec \"$0\" doctor --port \"$1\"";
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script])
         .arg(gate_bin())
-        .arg(&port)
-        .env("GATE_DATA_DIR", data.path())
-        .env("XDG_CONFIG_HOME", config_home.path())
-        .env_remove("GATE_CONFIG")
-        .output()
-        .expect("unshare (util-linux)");
-    let text = String::from_utf8_lossy(&out.stdout);
+        .arg(&port);
+    let (out, text) = run_doctor(cmd, data.path(), config_home.path());
     let l = line(&text, "bpffs");
     assert!(l.starts_with("[warn]"), "{l}");
     assert!(l.contains("gate run mounts one"), "{l}");
